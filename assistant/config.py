@@ -1,0 +1,249 @@
+"""One `Settings` object read from the environment (and `.env`), documented in the README.
+
+Every knob of the product is here and nowhere else, so the README's table can be checked
+against `Settings.ENV` (a test does). Stdlib only: the retrieval package imports this.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+
+from assistant.retrieval.errors import ConfigError
+
+DEFAULT_MODEL = "intfloat/multilingual-e5-small"
+DEFAULT_HF_URL = "https://router.huggingface.co/hf-inference/models/{model}/pipeline/feature-extraction"
+EMBEDDING_PROVIDERS = ("local", "hf", "openai")
+
+# Dimensions of the models we know; any other model needs EMBEDDING_DIM.
+KNOWN_DIMS = {
+    "intfloat/multilingual-e5-small": 384,
+    "intfloat/e5-small-v2": 384,
+    "intfloat/multilingual-e5-base": 768,
+    "intfloat/multilingual-e5-large": 1024,
+}
+
+
+def default_data_dir() -> Path:
+    """Per-user data folder (XDG on Linux, Application Support on macOS, AppData on Windows)."""
+    if sys.platform == "darwin":
+        base = Path.home() / "Library" / "Application Support"
+    elif os.name == "nt":
+        base = Path(os.environ.get("LOCALAPPDATA") or Path.home() / "AppData" / "Local")
+    else:
+        base = Path(os.environ.get("XDG_DATA_HOME") or Path.home() / ".local" / "share")
+    return base / "doc-assistant"
+
+
+def load_dotenv(path: Path = Path(".env")) -> None:
+    """Read KEY=VALUE lines from `.env` into os.environ without overriding what is set."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (FileNotFoundError, IsADirectoryError, PermissionError, UnicodeDecodeError):
+        return
+    for raw in text.splitlines():
+        line = raw.strip()
+        if not line or line.startswith("#") or "=" not in line:
+            continue
+        key, _, value = line.removeprefix("export ").partition("=")
+        key, value = key.strip(), value.strip()
+        if len(value) >= 2 and value[0] == value[-1] and value[0] in "\"'":
+            value = value[1:-1]
+        os.environ.setdefault(key, value)
+
+
+def _env(name: str, *alts: str) -> str | None:
+    for key in (name, *alts):
+        value = os.environ.get(key)
+        if value is not None and value.strip() != "":
+            return value.strip()
+    return None
+
+
+def _int(name: str, default: int, lo: int, hi: int) -> int:
+    raw = _env(name)
+    if raw is None:
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise ConfigError(f"{name}={raw!r} is not a whole number; set it to e.g. {default}") from None
+    if not lo <= value <= hi:
+        raise ConfigError(f"{name}={value} is out of range; use {lo}..{hi} (default {default})")
+    return value
+
+
+def _float(name: str, default: float, lo: float, hi: float) -> float:
+    raw = _env(name)
+    if raw is None:
+        return default
+    try:
+        value = float(raw)
+    except ValueError:
+        raise ConfigError(f"{name}={raw!r} is not a number; set it to e.g. {default}") from None
+    if not lo <= value <= hi:
+        raise ConfigError(f"{name}={value} is out of range; use {lo}..{hi} (default {default})")
+    return value
+
+
+def _bool(name: str, default: bool) -> bool:
+    raw = _env(name)
+    if raw is None:
+        return default
+    if raw.lower() in ("1", "true", "yes", "on"):
+        return True
+    if raw.lower() in ("0", "false", "no", "off"):
+        return False
+    raise ConfigError(f"{name}={raw!r} is not a boolean; use 1 or 0")
+
+
+@dataclass(frozen=True)
+class Settings:
+    """All configuration, read once. Field comments name the environment variable."""
+
+    # storage
+    database_url: str | None = None  # DATABASE_URL
+    data_dir: Path = field(default_factory=default_data_dir)  # ASSISTANT_DATA_DIR
+    sample_docs: bool = True  # ASSISTANT_SAMPLE_DOCS
+    db_pool_max: int = 5  # DB_POOL_MAX
+    db_connect_timeout: int = 5  # DB_CONNECT_TIMEOUT (seconds)
+    # embeddings
+    embedding_provider: str = "local"  # EMBEDDING_PROVIDER
+    embedding_model: str = DEFAULT_MODEL  # EMBEDDING_MODEL
+    embedding_dim: int = 384  # EMBEDDING_DIM
+    hf_api_url: str = DEFAULT_HF_URL  # HF_API_URL
+    hf_token: str | None = None  # HUGGINGFACE_TOKEN / HF_TOKEN
+    embedding_api_url: str | None = None  # EMBEDDING_API_URL
+    embedding_api_key: str | None = None  # EMBEDDING_API_KEY
+    embedding_timeout: float = 10.0  # EMBEDDING_TIMEOUT (seconds per request)
+    embedding_deadline: float = 30.0  # EMBEDDING_DEADLINE (seconds per call, all retries)
+    embedding_batch_size: int = 32  # EMBEDDING_BATCH_SIZE
+    query_cache_size: int = 1024  # QUERY_CACHE_SIZE
+    # retrieval
+    text_search_config: str = "simple"  # TEXT_SEARCH_CONFIG
+    top_k: int = 5  # TOP_K
+    rrf_k: int = 60  # RRF_K
+    hnsw_ef_search: int = 100  # HNSW_EF_SEARCH
+    chunk_tokens: int = 320  # CHUNK_TOKENS
+    chunk_overlap: int = 48  # CHUNK_OVERLAP
+    min_similarity: float = 0.80  # MIN_SIMILARITY
+    # chat / LLM
+    openai_api_key: str | None = None  # OPENAI_API_KEY
+    openai_base_url: str | None = None  # OPENAI_BASE_URL
+    llm_model: str = "gpt-4o-mini"  # LLM_MODEL
+    llm_timeout: float = 30.0  # LLM_TIMEOUT (seconds)
+    llm_max_retries: int = 2  # LLM_MAX_RETRIES
+    llm_context_tokens: int = 8192  # LLM_CONTEXT_TOKENS
+    llm_max_answer_tokens: int = 700  # LLM_MAX_ANSWER_TOKENS
+    allowed_origins: tuple[str, ...] = ("*",)  # ALLOWED_ORIGINS
+
+    # Environment variable for each field, in README table order.
+    ENV = {
+        "database_url": "DATABASE_URL",
+        "data_dir": "ASSISTANT_DATA_DIR",
+        "sample_docs": "ASSISTANT_SAMPLE_DOCS",
+        "db_pool_max": "DB_POOL_MAX",
+        "db_connect_timeout": "DB_CONNECT_TIMEOUT",
+        "embedding_provider": "EMBEDDING_PROVIDER",
+        "embedding_model": "EMBEDDING_MODEL",
+        "embedding_dim": "EMBEDDING_DIM",
+        "hf_api_url": "HF_API_URL",
+        "hf_token": "HUGGINGFACE_TOKEN",
+        "embedding_api_url": "EMBEDDING_API_URL",
+        "embedding_api_key": "EMBEDDING_API_KEY",
+        "embedding_timeout": "EMBEDDING_TIMEOUT",
+        "embedding_deadline": "EMBEDDING_DEADLINE",
+        "embedding_batch_size": "EMBEDDING_BATCH_SIZE",
+        "query_cache_size": "QUERY_CACHE_SIZE",
+        "text_search_config": "TEXT_SEARCH_CONFIG",
+        "top_k": "TOP_K",
+        "rrf_k": "RRF_K",
+        "hnsw_ef_search": "HNSW_EF_SEARCH",
+        "chunk_tokens": "CHUNK_TOKENS",
+        "chunk_overlap": "CHUNK_OVERLAP",
+        "min_similarity": "MIN_SIMILARITY",
+        "openai_api_key": "OPENAI_API_KEY",
+        "openai_base_url": "OPENAI_BASE_URL",
+        "llm_model": "LLM_MODEL",
+        "llm_timeout": "LLM_TIMEOUT",
+        "llm_max_retries": "LLM_MAX_RETRIES",
+        "llm_context_tokens": "LLM_CONTEXT_TOKENS",
+        "llm_max_answer_tokens": "LLM_MAX_ANSWER_TOKENS",
+        "allowed_origins": "ALLOWED_ORIGINS",
+    }
+
+    @property
+    def llm_enabled(self) -> bool:
+        return bool(self.openai_api_key)
+
+    @property
+    def embedded_db_dir(self) -> Path:
+        return self.data_dir / "pgdata"
+
+    @classmethod
+    def from_env(cls, *, dotenv: bool = True) -> Settings:
+        """Read and validate the environment; raises ConfigError naming the variable."""
+        if dotenv:
+            load_dotenv()
+        provider = (_env("EMBEDDING_PROVIDER") or "local").lower()
+        if provider not in EMBEDDING_PROVIDERS:
+            raise ConfigError(
+                f"EMBEDDING_PROVIDER={provider!r} is not known; use one of {', '.join(EMBEDDING_PROVIDERS)}"
+            )
+        model = _env("EMBEDDING_MODEL") or DEFAULT_MODEL
+        dim_default = KNOWN_DIMS.get(model, 0)
+        dim = _int("EMBEDDING_DIM", dim_default, 1, 16000) if (_env("EMBEDDING_DIM") or dim_default) else 0
+        if not dim:
+            raise ConfigError(f"EMBEDDING_MODEL={model!r} has no known dimension; set EMBEDDING_DIM")
+        if provider == "local" and model != DEFAULT_MODEL:
+            raise ConfigError(
+                f"EMBEDDING_PROVIDER=local runs only {DEFAULT_MODEL}; unset EMBEDDING_MODEL or use hf/openai"
+            )
+        if provider == "openai" and not _env("EMBEDDING_API_URL"):
+            raise ConfigError("EMBEDDING_PROVIDER=openai needs EMBEDDING_API_URL (e.g. http://localhost:8080/v1)")
+        data_dir = Path(_env("ASSISTANT_DATA_DIR") or default_data_dir()).expanduser()
+        origins = tuple(o.strip() for o in (_env("ALLOWED_ORIGINS") or "*").split(",") if o.strip())
+        chunk_tokens = _int("CHUNK_TOKENS", 320, 64, 500)
+        text_config = _env("TEXT_SEARCH_CONFIG") or "simple"
+        if not text_config.replace("_", "").isalnum():
+            raise ConfigError(f"TEXT_SEARCH_CONFIG={text_config!r} is not a text search configuration name")
+        return cls(
+            database_url=_env("DATABASE_URL"),
+            data_dir=data_dir,
+            sample_docs=_bool("ASSISTANT_SAMPLE_DOCS", True),
+            db_pool_max=_int("DB_POOL_MAX", 5, 1, 100),
+            db_connect_timeout=_int("DB_CONNECT_TIMEOUT", 5, 1, 120),
+            embedding_provider=provider,
+            embedding_model=model,
+            embedding_dim=dim,
+            hf_api_url=_env("HF_API_URL") or DEFAULT_HF_URL,
+            hf_token=_env("HUGGINGFACE_TOKEN", "HF_TOKEN"),
+            embedding_api_url=_env("EMBEDDING_API_URL"),
+            embedding_api_key=_env("EMBEDDING_API_KEY"),
+            embedding_timeout=_float("EMBEDDING_TIMEOUT", 10.0, 0.1, 600),
+            embedding_deadline=_float("EMBEDDING_DEADLINE", 30.0, 0.1, 3600),
+            embedding_batch_size=_int("EMBEDDING_BATCH_SIZE", 32, 1, 1024),
+            query_cache_size=_int("QUERY_CACHE_SIZE", 1024, 0, 1_000_000),
+            text_search_config=text_config,
+            top_k=_int("TOP_K", 5, 1, 50),
+            rrf_k=_int("RRF_K", 60, 1, 1000),
+            hnsw_ef_search=_int("HNSW_EF_SEARCH", 100, 1, 1000),
+            chunk_tokens=chunk_tokens,
+            chunk_overlap=_int("CHUNK_OVERLAP", 48, 0, chunk_tokens // 2),
+            min_similarity=_float("MIN_SIMILARITY", 0.80, 0.0, 1.0),
+            openai_api_key=_env("OPENAI_API_KEY"),
+            openai_base_url=_env("OPENAI_BASE_URL"),
+            llm_model=_env("LLM_MODEL") or "gpt-4o-mini",
+            llm_timeout=_float("LLM_TIMEOUT", 30.0, 0.1, 600),
+            llm_max_retries=_int("LLM_MAX_RETRIES", 2, 0, 10),
+            llm_context_tokens=_int("LLM_CONTEXT_TOKENS", 8192, 1024, 2_000_000),
+            llm_max_answer_tokens=_int("LLM_MAX_ANSWER_TOKENS", 700, 32, 32000),
+            allowed_origins=origins or ("*",),
+        )
+
+
+def settings_fields() -> list[str]:
+    """Names of all Settings fields (for the README-table consistency test)."""
+    return [f.name for f in fields(Settings)]

@@ -1,0 +1,184 @@
+"""Command line: `python -m assistant ingest|search|db|serve`.
+
+`search` is the retrieval-only debug mode: it imports nothing from the chat stack, so it starts
+fast and small, and prints how each hit was found (vector rank and similarity, text rank, fused
+score) with the time spent embedding and searching. User errors print one line and exit 1
+(2 for bad usage); tracebacks are for bugs only.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import subprocess
+import sys
+import textwrap
+from collections.abc import Sequence
+from pathlib import Path
+
+from assistant.config import Settings
+from assistant.retrieval.errors import AssistantError, QueryError
+from assistant.retrieval.types import SEARCH_MODES, SearchResult
+
+APP_PATH = Path(__file__).resolve().parent / "app.py"
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="python -m assistant", description="Doc Assistant: chat with your documents.")
+    sub = p.add_subparsers(dest="command", required=True)
+
+    ing = sub.add_parser("ingest", help="index files and folders (.md .txt .html .htm .pdf)")
+    ing.add_argument("paths", nargs="+", metavar="PATH")
+    ing.add_argument("--prune", action="store_true", help="remove documents under PATH whose files are gone")
+    ing.add_argument("--quiet", action="store_true", help="no progress bar")
+
+    se = sub.add_parser("search", help="retrieval only: show the hits for a question")
+    se.add_argument("query")
+    se.add_argument("-k", type=int, default=None, help="number of hits (default TOP_K)")
+    se.add_argument("--mode", choices=SEARCH_MODES, default="hybrid")
+    se.add_argument("--filter", action="append", default=[], metavar="KEY=VALUE",
+                    help="source=PREFIX, document_id=1,2, type=pdf, tag=NAME, meta.KEY=VALUE (repeatable)")
+    se.add_argument("--json", action="store_true", help="print one JSON object")
+
+    db = sub.add_parser("db", help="database information")
+    db.add_argument("action", choices=["status"])
+    db.add_argument("--json", action="store_true")
+
+    sv = sub.add_parser("serve", help="start the chat UI (chainlit run assistant/app.py)")
+    sv.add_argument("--host", default=os.environ.get("HOST", "127.0.0.1"))
+    sv.add_argument("--port", default=os.environ.get("PORT", "8000"))
+    sv.add_argument("--headless", action="store_true", help="do not open a browser")
+    return p
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    try:
+        settings = Settings.from_env()
+        if args.command == "ingest":
+            return cmd_ingest(settings, args)
+        if args.command == "search":
+            return cmd_search(settings, args)
+        if args.command == "db":
+            return cmd_db(settings, args)
+        return cmd_serve(settings, args)
+    except QueryError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    except AssistantError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+
+
+def cmd_ingest(settings: Settings, args: argparse.Namespace) -> int:
+    from assistant.retrieval.embedders import make_embedder
+    from assistant.retrieval.ingest import ingest_paths
+    from assistant.retrieval.store import Store
+
+    store = Store.open(settings)
+    try:
+        embedder = make_embedder(settings)
+        report = ingest_paths(args.paths, store, embedder, settings, prune=args.prune, progress=not args.quiet)
+    finally:
+        store.close()
+    print(report.summary())
+    for path, reason in report.failed:
+        print(f"  failed: {path}: {reason}")
+    return 0 if report.ok else 1
+
+
+def cmd_search(settings: Settings, args: argparse.Namespace) -> int:
+    from assistant.retrieval import open_retriever
+
+    if not args.query.strip():
+        raise QueryError("The question is empty: type a few words to search for")
+    retriever = open_retriever(settings, announce=not args.json)
+    try:
+        result = retriever.search(args.query, k=args.k, mode=args.mode, filters=args.filter)
+    finally:
+        retriever.store.close()
+    if args.json:
+        print(json.dumps(result.to_dict(), ensure_ascii=False))
+    else:
+        print(format_result(result))
+    return 0
+
+
+def format_result(result: SearchResult, width: int | None = None) -> str:
+    """Human-readable hits: how each was found, where it is, and a snippet."""
+    width = width or min(shutil.get_terminal_size((100, 20)).columns, 120)
+    lines = [f"{len(result.hits)} hits for {result.query!r} ({result.mode})"]
+    if result.degraded:
+        lines.append(f"DEGRADED: full-text only ({result.degraded_reason})")
+    lines += [f"note: {n}" for n in result.notices]
+    for hit in result.hits:
+        vec = f"vec #{hit.vector_rank} sim {hit.similarity:.3f}" if hit.vector_rank else (
+            f"vec -    sim {hit.similarity:.3f}" if hit.similarity is not None else "vec -")
+        txt = f"text #{hit.text_rank} ({hit.text_score:.3f})" if hit.text_rank else "text -"
+        lines.append("")
+        lines.append(f"{hit.rank:>2}. score {hit.score:.4f} | {vec} | {txt}")
+        where = hit.title + (f" > {hit.heading}" if hit.heading else "")
+        lines.append(f"    {where}")
+        lines.append(f"    {hit.url or hit.source}" + (f" (page {hit.page})" if hit.page else ""))
+        snippet = " ".join(hit.text.split())
+        snippet = textwrap.shorten(snippet, width=min(3 * (width - 6), 300), placeholder=" ...")
+        lines += textwrap.wrap(snippet, width=width - 4, initial_indent="    ", subsequent_indent="    ")
+    if not result.hits:
+        lines.append("(no hits: try other words, fewer filters, or ingest more documents)")
+    t = result.timings_ms
+    lines.append("")
+    shown = [name for name in ("embed_ms", "search_ms", "total_ms") if name in t]
+    lines.append("time: " + " | ".join(f"{name.removesuffix('_ms')} {t[name]:.1f} ms" for name in shown))
+    return "\n".join(lines)
+
+
+def cmd_db(settings: Settings, args: argparse.Namespace) -> int:
+    from assistant.retrieval.store import Store
+
+    store = Store.open(settings, announce=not args.json)
+    try:
+        status = store.status()
+    finally:
+        store.close()
+    if args.json:
+        print(json.dumps(status, indent=2))
+        return 0
+    print(f"database:        {status['database']}" + (" (embedded)" if status["embedded"] else ""))
+    print(f"server:          PostgreSQL {status['server_version']}, pgvector {status['pgvector_version']},"
+          f" size {status['database_size']}")
+    print(f"documents:       {status['documents']}")
+    print(f"chunks:          {status['chunks']} ({status['tokens']:,} tokens)")
+    print(f"embedding model: {status['embedding_model']} ({status['embedding_dim']} dims);"
+          f" provider {settings.embedding_provider}")
+    print(f"full-text:       '{status['text_search_config']}' configuration")
+    h = status["hnsw"]
+    print(f"hnsw index:      m={h['m']} ef_construction={h['ef_construction']} ef_search={h['ef_search']}")
+    return 0
+
+
+def cmd_serve(settings: Settings, args: argparse.Namespace) -> int:
+    """Prepare the database (and sample corpus) in this terminal, then hand over to Chainlit."""
+    from assistant.retrieval import open_retriever
+
+    retriever = open_retriever(settings)
+    print(f"Database ready ({retriever.store.document_count()} documents). Starting the chat on"
+          f" http://{args.host}:{args.port}", file=sys.stderr)
+    retriever.store.close()
+    cmd = [sys.executable, "-m", "chainlit", "run", str(APP_PATH), "--host", args.host, "--port", str(args.port)]
+    if args.headless:
+        cmd.append("--headless")
+    # A child process, not exec: this one keeps the embedded server's handle until the chat exits.
+    # Chainlit reads .chainlit/ and chainlit.md from the working directory: the repository root.
+    try:
+        return subprocess.call(cmd, cwd=APP_PATH.parent.parent)
+    except KeyboardInterrupt:
+        return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

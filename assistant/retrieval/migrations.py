@@ -13,13 +13,13 @@ import psycopg
 
 Step = str | Callable[[psycopg.Connection], None]
 
-_LOCK_KEY = 0x6_D0C_A551  # arbitrary, constant: "doc assistant"
+MIGRATION_LOCK_KEY = 0x6_D0C_A551  # arbitrary, constant: "doc assistant"
 
 
 def migrate(conn: psycopg.Connection, namespace: str, steps: Sequence[Step]) -> int:
     """Apply the steps of `namespace` not applied yet; returns how many ran."""
     with conn.transaction():
-        conn.execute("SELECT pg_advisory_xact_lock(%s)", (_LOCK_KEY,))
+        conn.execute("SELECT pg_advisory_xact_lock(%s)", (MIGRATION_LOCK_KEY,))
         conn.execute(
             "CREATE TABLE IF NOT EXISTS schema_migrations ("
             " namespace text PRIMARY KEY, version int NOT NULL, applied_at timestamptz NOT NULL DEFAULT now())"

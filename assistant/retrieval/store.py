@@ -23,7 +23,7 @@ from psycopg_pool import ConnectionPool, PoolTimeout
 from assistant.retrieval.database import DatabaseLocation, connect, first_line, locate
 from assistant.retrieval.errors import DatabaseError, ModelMismatchError
 from assistant.retrieval.filters import Filters, compile_filters
-from assistant.retrieval.migrations import migrate
+from assistant.retrieval.migrations import MIGRATION_LOCK_KEY, migrate
 from assistant.retrieval.types import Chunk, Hit, LoadedDocument, embedding_text
 
 if TYPE_CHECKING:
@@ -98,6 +98,7 @@ _HIT_COLUMNS = sql.SQL(
 def _enable_pgvector(conn: psycopg.Connection, location: DatabaseLocation) -> None:
     try:
         with conn.transaction():
+            conn.execute("SELECT pg_advisory_xact_lock(%s)", (MIGRATION_LOCK_KEY,))  # two first starts race
             conn.execute("CREATE EXTENSION IF NOT EXISTS vector")
     except psycopg.Error as err:
         reason = first_line(err)
@@ -132,6 +133,9 @@ class Store:
         """Create the extension and tables, record or check the embedding model."""
         with connect(self.location, timeout=self.settings.db_connect_timeout, autocommit=True) as conn:
             _enable_pgvector(conn, self.location)
+            cfg = self.settings.text_search_config
+            if conn.execute("SELECT 1 FROM pg_ts_config WHERE cfgname = %s", (cfg,)).fetchone() is None:
+                raise DatabaseError(f"TEXT_SEARCH_CONFIG={cfg!r} is not a text search configuration on this server")
             migrate(conn, "retrieval", _schema_steps(self.dim, self.settings.text_search_config))
             self._check_meta(conn)
 
@@ -160,8 +164,6 @@ class Store:
                     " (DATABASE_URL / ASSISTANT_DATA_DIR) and re-ingest"
                 )
             cfg = self.settings.text_search_config
-            if conn.execute("SELECT 1 FROM pg_ts_config WHERE cfgname = %s", (cfg,)).fetchone() is None:
-                raise DatabaseError(f"TEXT_SEARCH_CONFIG={cfg!r} is not a text search configuration on this server")
             stored_cfg = meta.get("text_search_config")
             if stored_cfg is not None and stored_cfg != cfg:
                 log.warning("text search configuration changed %s -> %s: rebuilding the full-text index",

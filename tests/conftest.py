@@ -43,6 +43,11 @@ def pg_server_url() -> Iterator[str]:
         import pgserver
     data = Path(tempfile.mkdtemp(prefix="assistant-test-pg-"))
     server = pgserver.get_server(data, cleanup_mode="delete")
+    with psycopg.connect(server.get_uri(), autocommit=True) as conn:
+        # A throwaway test server: durability costs seconds per CREATE/DROP DATABASE.
+        for name, value in (("fsync", "off"), ("synchronous_commit", "off"), ("full_page_writes", "off")):
+            conn.execute(sql.SQL("ALTER SYSTEM SET {} = {}").format(sql.Identifier(name), sql.Literal(value)))
+        conn.execute("SELECT pg_reload_conf()")
     try:
         yield server.get_uri()
     finally:

@@ -81,7 +81,7 @@ class Retriever:
         if len(text) > _CHEAP_CHARS:
             from assistant.retrieval.tokens import truncate_to_tokens
 
-            cut, truncated = truncate_to_tokens(text, QUERY_MAX_TOKENS)
+            cut, truncated = truncate_to_tokens(text, QUERY_MAX_TOKENS, query=True)
             if truncated:
                 notices.append(
                     f"The question was {len(text):,} characters; only its first {len(cut):,} characters"

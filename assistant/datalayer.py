@@ -1,0 +1,485 @@
+"""Chainlit's data layer on our own PostgreSQL tables: threads, steps, elements, users, feedback.
+
+Two reasons it exists. Feedback thumbs only appear when a data layer is configured, and they are
+the quickest way to find where the documents or retrieval fall short. And with `DATABASE_URL` set
+and no `@cl.data_layer`, Chainlit would start its own asyncpg + Prisma data layer on the same
+database, expecting tables it never creates. This one runs on the Store's psycopg pool, in
+tables made by `migrate(conn, "chat", ...)`, and stores each rating with the question, the
+answer and the sources that were shown (a snapshot: documents may be re-ingested later).
+
+Writes Chainlit fires in the background (steps, elements) log a warning when the database is
+away instead of failing the chat; feedback raises, so the user sees it was not saved.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import uuid
+from collections.abc import Callable
+from datetime import datetime
+from typing import TYPE_CHECKING, Any, TypeVar
+
+import psycopg
+from chainlit.data.base import BaseDataLayer
+from chainlit.data.utils import queue_until_user_message
+from chainlit.types import Feedback, PageInfo, PaginatedResponse, Pagination, ThreadDict, ThreadFilter
+from chainlit.user import PersistedUser, User
+from psycopg.rows import dict_row
+from psycopg.types.json import Jsonb
+
+from assistant.retrieval.errors import AssistantError
+from assistant.retrieval.migrations import migrate
+
+if TYPE_CHECKING:
+    from chainlit.element import Element, ElementDict
+    from chainlit.step import StepDict
+
+    from assistant.retrieval.store import Store
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+
+NAME_LIMIT = 255
+
+# Append only: never edit a shipped step (migrate() applies the ones a database has not seen).
+CHAT_SCHEMA_STEPS: list[str] = [
+    """
+    CREATE TABLE IF NOT EXISTS chat_users (
+        id text PRIMARY KEY,
+        identifier text NOT NULL UNIQUE,
+        metadata jsonb NOT NULL DEFAULT '{}'::jsonb,
+        created_at timestamptz NOT NULL DEFAULT now()
+    );
+    CREATE TABLE IF NOT EXISTS chat_threads (
+        id text PRIMARY KEY,
+        name text,
+        user_id text,
+        user_identifier text,
+        tags text[],
+        metadata jsonb NOT NULL DEFAULT '{}'::jsonb,
+        created_at timestamptz NOT NULL DEFAULT now(),
+        updated_at timestamptz NOT NULL DEFAULT now()
+    );
+    CREATE INDEX IF NOT EXISTS chat_threads_user ON chat_threads (user_id, updated_at DESC);
+    CREATE TABLE IF NOT EXISTS chat_steps (
+        id text PRIMARY KEY,
+        thread_id text NOT NULL REFERENCES chat_threads(id) ON DELETE CASCADE,
+        parent_id text,
+        name text,
+        type text NOT NULL,
+        input text,
+        output text,
+        metadata jsonb NOT NULL DEFAULT '{}'::jsonb,
+        tags text[],
+        is_error boolean NOT NULL DEFAULT false,
+        show_input jsonb,
+        default_open boolean,
+        auto_collapse boolean,
+        language text,
+        icon text,
+        command text,
+        generation jsonb,
+        created_at timestamptz NOT NULL DEFAULT now(),
+        start_at timestamptz,
+        end_at timestamptz
+    );
+    CREATE INDEX IF NOT EXISTS chat_steps_thread ON chat_steps (thread_id, created_at);
+    CREATE TABLE IF NOT EXISTS chat_elements (
+        id text PRIMARY KEY,
+        thread_id text REFERENCES chat_threads(id) ON DELETE CASCADE,
+        for_id text,
+        type text,
+        name text,
+        display text,
+        mime text,
+        url text,
+        chainlit_key text,
+        object_key text,
+        language text,
+        page int,
+        size text,
+        props jsonb,
+        created_at timestamptz NOT NULL DEFAULT now()
+    );
+    CREATE INDEX IF NOT EXISTS chat_elements_thread ON chat_elements (thread_id);
+    CREATE TABLE IF NOT EXISTS chat_feedback (
+        id text PRIMARY KEY,
+        step_id text NOT NULL UNIQUE,
+        thread_id text,
+        value smallint NOT NULL CHECK (value IN (0, 1)),
+        comment text,
+        question text,
+        answer text,
+        sources jsonb NOT NULL DEFAULT '[]'::jsonb,
+        created_at timestamptz NOT NULL DEFAULT now(),
+        updated_at timestamptz NOT NULL DEFAULT now()
+    );
+    CREATE INDEX IF NOT EXISTS chat_feedback_value ON chat_feedback (value, created_at DESC);
+    """,
+]
+
+
+def ensure_chat_schema(store: Store) -> int:
+    """Create or upgrade the chat tables; returns how many migration steps ran."""
+    with store.connection() as conn:
+        return migrate(conn, "chat", CHAT_SCHEMA_STEPS)
+
+
+def _ts(value: Any) -> str | None:
+    """A Chainlit ISO timestamp (with or without `Z`) for a timestamptz parameter, or None."""
+    if not value:
+        return None
+    return str(value)
+
+
+def _iso(value: datetime | None) -> str | None:
+    if value is None:
+        return None
+    return value.isoformat().replace("+00:00", "Z")
+
+
+class ChatDataLayer(BaseDataLayer):
+    """A small, real Chainlit data layer over the Store's connection pool."""
+
+    def __init__(self, store_getter: Callable[[], Store]) -> None:
+        # The store is opened by the shared Runtime (possibly still warming up): fetch it lazily.
+        self._store_getter = store_getter
+        self._migrated: set[int] = set()
+
+    # -- plumbing --------------------------------------------------------------------------
+
+    def _store(self) -> Store:
+        store = self._store_getter()
+        if id(store) not in self._migrated:
+            ensure_chat_schema(store)
+            self._migrated.add(id(store))
+        return store
+
+    async def _run(self, fn: Callable[[psycopg.Connection], T]) -> T:
+        """Run `fn(conn)` in a worker thread on a pooled connection, in one transaction."""
+
+        def work() -> T:
+            store = self._store()
+            with store.connection() as conn, conn.transaction():
+                return fn(conn)
+
+        return await asyncio.to_thread(work)
+
+    async def _background(self, what: str, fn: Callable[[psycopg.Connection], Any]) -> None:
+        """For writes Chainlit fires and forgets: a database outage is a warning, not a crash."""
+        try:
+            await self._run(fn)
+        except (AssistantError, psycopg.Error) as err:
+            log.warning("could not save %s: %s", what, " ".join(str(err).split())[:300])
+
+    # -- users -----------------------------------------------------------------------------
+
+    async def get_user(self, identifier: str) -> PersistedUser | None:
+        def q(conn: psycopg.Connection) -> dict[str, Any] | None:
+            with conn.cursor(row_factory=dict_row) as cur:
+                return cur.execute("SELECT * FROM chat_users WHERE identifier = %s", (identifier,)).fetchone()
+
+        row = await self._run(q)
+        if row is None:
+            return None
+        return PersistedUser(id=row["id"], identifier=row["identifier"], metadata=row["metadata"],
+                             createdAt=_iso(row["created_at"]) or "")
+
+    async def create_user(self, user: User) -> PersistedUser | None:
+        def q(conn: psycopg.Connection) -> dict[str, Any]:
+            with conn.cursor(row_factory=dict_row) as cur:
+                return cur.execute(
+                    """INSERT INTO chat_users (id, identifier, metadata) VALUES (%s, %s, %s)
+                       ON CONFLICT (identifier) DO UPDATE SET metadata = EXCLUDED.metadata
+                       RETURNING *""",
+                    (str(uuid.uuid4()), user.identifier, Jsonb(user.metadata or {})),
+                ).fetchone()
+
+        row = await self._run(q)
+        return PersistedUser(id=row["id"], identifier=row["identifier"], metadata=row["metadata"],
+                             createdAt=_iso(row["created_at"]) or "")
+
+    # -- feedback --------------------------------------------------------------------------
+
+    async def upsert_feedback(self, feedback: Feedback) -> str:
+        """Save a thumbs up/down with a snapshot of the question, answer and sources it rates."""
+        feedback_id = feedback.id or str(uuid.uuid4())
+
+        def q(conn: psycopg.Connection) -> str:
+            row = conn.execute(
+                """
+                INSERT INTO chat_feedback (id, step_id, thread_id, value, comment, question, answer, sources)
+                SELECT %(id)s, %(step)s, coalesce(%(thread)s, s.thread_id), %(value)s, %(comment)s,
+                       coalesce(s.metadata->>'question',
+                                (SELECT u.output FROM chat_steps u
+                                  WHERE u.thread_id = s.thread_id AND u.type = 'user_message'
+                                    AND u.created_at <= s.created_at
+                                  ORDER BY u.created_at DESC LIMIT 1)),
+                       coalesce(s.metadata->>'answer', s.output),
+                       coalesce(s.metadata->'sources', '[]'::jsonb)
+                FROM (SELECT 1) AS one LEFT JOIN chat_steps s ON s.id = %(step)s
+                ON CONFLICT (step_id) DO UPDATE SET
+                    value = EXCLUDED.value, comment = EXCLUDED.comment, updated_at = now(),
+                    question = coalesce(EXCLUDED.question, chat_feedback.question),
+                    answer = coalesce(EXCLUDED.answer, chat_feedback.answer),
+                    sources = CASE WHEN EXCLUDED.sources = '[]'::jsonb THEN chat_feedback.sources
+                                   ELSE EXCLUDED.sources END
+                RETURNING id
+                """,
+                {"id": feedback_id, "step": feedback.forId, "thread": feedback.threadId,
+                 "value": int(feedback.value), "comment": feedback.comment},
+            ).fetchone()
+            return str(row[0])
+
+        return await self._run(q)
+
+    async def delete_feedback(self, feedback_id: str) -> bool:
+        def q(conn: psycopg.Connection) -> bool:
+            return conn.execute("DELETE FROM chat_feedback WHERE id = %s", (feedback_id,)).rowcount > 0
+
+        return await self._run(q)
+
+    # -- elements --------------------------------------------------------------------------
+
+    @queue_until_user_message()
+    async def create_element(self, element: Element) -> None:
+        d = element.to_dict()
+
+        def q(conn: psycopg.Connection) -> None:
+            if d.get("threadId"):
+                conn.execute("INSERT INTO chat_threads (id) VALUES (%s) ON CONFLICT DO NOTHING", (d["threadId"],))
+            conn.execute(
+                """INSERT INTO chat_elements (id, thread_id, for_id, type, name, display, mime, url, chainlit_key,
+                                              object_key, language, page, size, props)
+                   VALUES (%(id)s, %(threadId)s, %(forId)s, %(type)s, %(name)s, %(display)s, %(mime)s, %(url)s,
+                           %(chainlitKey)s, %(objectKey)s, %(language)s, %(page)s, %(size)s, %(props)s)
+                   ON CONFLICT (id) DO UPDATE SET for_id = EXCLUDED.for_id, name = EXCLUDED.name,
+                     display = EXCLUDED.display, url = EXCLUDED.url, chainlit_key = EXCLUDED.chainlit_key,
+                     props = EXCLUDED.props""",
+                {**{k: d.get(k) for k in ("id", "threadId", "forId", "type", "name", "display", "mime", "url",
+                                          "chainlitKey", "objectKey", "language", "page", "size")},
+                 "props": Jsonb(d.get("props")) if d.get("props") is not None else None},
+            )
+
+        await self._background("an element", q)
+
+    async def get_element(self, thread_id: str, element_id: str) -> ElementDict | None:
+        def q(conn: psycopg.Connection) -> dict[str, Any] | None:
+            with conn.cursor(row_factory=dict_row) as cur:
+                return cur.execute("SELECT * FROM chat_elements WHERE id = %s AND thread_id = %s",
+                                   (element_id, thread_id)).fetchone()
+
+        row = await self._run(q)
+        return None if row is None else self._element_dict(row)
+
+    @queue_until_user_message()
+    async def delete_element(self, element_id: str, thread_id: str | None = None) -> None:
+        def q(conn: psycopg.Connection) -> None:
+            if thread_id:
+                conn.execute("DELETE FROM chat_elements WHERE id = %s AND thread_id = %s", (element_id, thread_id))
+            else:
+                conn.execute("DELETE FROM chat_elements WHERE id = %s", (element_id,))
+
+        await self._background("an element deletion", q)
+
+    # -- steps -----------------------------------------------------------------------------
+
+    def _save_step(self, conn: psycopg.Connection, step: StepDict) -> None:
+        conn.execute("INSERT INTO chat_threads (id) VALUES (%s) ON CONFLICT DO NOTHING", (step["threadId"],))
+        show_input = step.get("showInput")
+        conn.execute(
+            """INSERT INTO chat_steps (id, thread_id, parent_id, name, type, input, output, metadata, tags, is_error,
+                                       show_input, default_open, auto_collapse, language, icon, command, generation,
+                                       created_at, start_at, end_at)
+               VALUES (%(id)s, %(thread)s, %(parent)s, %(name)s, %(type)s, %(input)s, %(output)s, %(metadata)s,
+                       %(tags)s, %(is_error)s, %(show_input)s, %(default_open)s, %(auto_collapse)s, %(language)s,
+                       %(icon)s, %(command)s, %(generation)s, coalesce(%(created)s::timestamptz, now()),
+                       %(start)s::timestamptz, %(end)s::timestamptz)
+               ON CONFLICT (id) DO UPDATE SET
+                 name = EXCLUDED.name, type = EXCLUDED.type, input = EXCLUDED.input, output = EXCLUDED.output,
+                 metadata = EXCLUDED.metadata, tags = EXCLUDED.tags, is_error = EXCLUDED.is_error,
+                 show_input = EXCLUDED.show_input, default_open = EXCLUDED.default_open,
+                 auto_collapse = EXCLUDED.auto_collapse, language = EXCLUDED.language, icon = EXCLUDED.icon,
+                 command = EXCLUDED.command, generation = EXCLUDED.generation,
+                 start_at = coalesce(EXCLUDED.start_at, chat_steps.start_at),
+                 end_at = coalesce(EXCLUDED.end_at, chat_steps.end_at)""",
+            {
+                "id": step["id"], "thread": step["threadId"], "parent": step.get("parentId"),
+                "name": step.get("name"), "type": step.get("type") or "undefined",
+                "input": step.get("input"), "output": step.get("output"),
+                "metadata": Jsonb(step.get("metadata") or {}), "tags": step.get("tags"),
+                "is_error": bool(step.get("isError")),
+                "show_input": Jsonb(show_input) if show_input is not None else None,
+                "default_open": step.get("defaultOpen"), "auto_collapse": step.get("autoCollapse"),
+                "language": step.get("language"), "icon": step.get("icon"), "command": step.get("command"),
+                "generation": Jsonb(step["generation"]) if step.get("generation") else None,
+                "created": _ts(step.get("createdAt")), "start": _ts(step.get("start")), "end": _ts(step.get("end")),
+            },
+        )
+
+    @queue_until_user_message()
+    async def create_step(self, step_dict: StepDict) -> None:
+        step = dict(step_dict)
+        await self._background("a chat step", lambda conn: self._save_step(conn, step))  # type: ignore[arg-type]
+
+    @queue_until_user_message()
+    async def update_step(self, step_dict: StepDict) -> None:
+        step = dict(step_dict)
+        await self._background("a chat step", lambda conn: self._save_step(conn, step))  # type: ignore[arg-type]
+
+    @queue_until_user_message()
+    async def delete_step(self, step_id: str) -> None:
+        def q(conn: psycopg.Connection) -> None:
+            conn.execute("DELETE FROM chat_elements WHERE for_id = %s", (step_id,))
+            conn.execute("DELETE FROM chat_steps WHERE id = %s", (step_id,))
+
+        await self._background("a step deletion", q)
+
+    async def get_favorite_steps(self, user_id: str) -> list[StepDict]:
+        def q(conn: psycopg.Connection) -> list[dict[str, Any]]:
+            with conn.cursor(row_factory=dict_row) as cur:
+                return cur.execute(
+                    """SELECT s.*, NULL AS feedback_id, NULL AS feedback_value, NULL AS feedback_comment
+                       FROM chat_steps s JOIN chat_threads t ON t.id = s.thread_id
+                       WHERE t.user_id = %s AND s.metadata->>'favorite' = 'true'
+                       ORDER BY s.created_at DESC LIMIT 100""",
+                    (user_id,),
+                ).fetchall()
+
+        return [self._step_dict(r) for r in await self._run(q)]
+
+    # -- threads ---------------------------------------------------------------------------
+
+    async def get_thread_author(self, thread_id: str) -> str:
+        def q(conn: psycopg.Connection) -> str:
+            row = conn.execute("SELECT user_identifier FROM chat_threads WHERE id = %s", (thread_id,)).fetchone()
+            return (row[0] or "") if row else ""
+
+        return await self._run(q)
+
+    async def delete_thread(self, thread_id: str) -> None:
+        def q(conn: psycopg.Connection) -> None:
+            conn.execute("DELETE FROM chat_threads WHERE id = %s", (thread_id,))
+
+        await self._run(q)
+
+    async def update_thread(self, thread_id: str, name: str | None = None, user_id: str | None = None,
+                            metadata: dict | None = None, tags: list[str] | None = None) -> None:
+        def q(conn: psycopg.Connection) -> None:
+            identifier = None
+            if user_id:
+                row = conn.execute("SELECT identifier FROM chat_users WHERE id = %s", (user_id,)).fetchone()
+                identifier = row[0] if row else None
+            clean = {k: v for k, v in (metadata or {}).items() if v is not None}
+            conn.execute(
+                """INSERT INTO chat_threads (id, name, user_id, user_identifier, tags, metadata)
+                   VALUES (%(id)s, %(name)s, %(user)s, %(ident)s, %(tags)s, %(meta)s)
+                   ON CONFLICT (id) DO UPDATE SET
+                     name = coalesce(EXCLUDED.name, chat_threads.name),
+                     user_id = coalesce(EXCLUDED.user_id, chat_threads.user_id),
+                     user_identifier = coalesce(EXCLUDED.user_identifier, chat_threads.user_identifier),
+                     tags = coalesce(EXCLUDED.tags, chat_threads.tags),
+                     metadata = chat_threads.metadata || EXCLUDED.metadata,
+                     updated_at = now()""",
+                {"id": thread_id, "name": (name or None) and name[:NAME_LIMIT], "user": user_id, "ident": identifier,
+                 "tags": tags, "meta": Jsonb(clean)},
+            )
+
+        await self._background("a thread", q)
+
+    async def list_threads(self, pagination: Pagination, filters: ThreadFilter) -> PaginatedResponse[ThreadDict]:
+        def q(conn: psycopg.Connection) -> list[dict[str, Any]]:
+            where = ["TRUE"]
+            args: dict[str, Any] = {"limit": pagination.first + 1}
+            if filters.userId:
+                where.append("t.user_id = %(user)s")
+                args["user"] = filters.userId
+            if filters.search:
+                where.append("(t.name ILIKE %(search)s OR EXISTS (SELECT 1 FROM chat_steps s"
+                             " WHERE s.thread_id = t.id AND s.output ILIKE %(search)s))")
+                args["search"] = "%" + filters.search.replace("%", r"\%").replace("_", r"\_") + "%"
+            if filters.feedback is not None:
+                where.append("EXISTS (SELECT 1 FROM chat_feedback f WHERE f.thread_id = t.id AND f.value = %(fb)s)")
+                args["fb"] = int(filters.feedback)
+            if pagination.cursor:
+                where.append("(t.updated_at, t.id) < (SELECT updated_at, id FROM chat_threads WHERE id = %(cursor)s)")
+                args["cursor"] = pagination.cursor
+            sql = ("SELECT t.* FROM chat_threads t WHERE " + " AND ".join(where)
+                   + " ORDER BY t.updated_at DESC, t.id DESC LIMIT %(limit)s")
+            with conn.cursor(row_factory=dict_row) as cur:
+                return cur.execute(sql, args).fetchall()  # type: ignore[arg-type]
+
+        rows = await self._run(q)
+        has_next = len(rows) > pagination.first
+        rows = rows[: pagination.first]
+        data = [self._thread_dict(r, [], []) for r in rows]
+        return PaginatedResponse(
+            pageInfo=PageInfo(hasNextPage=has_next, startCursor=rows[0]["id"] if rows else None,
+                              endCursor=rows[-1]["id"] if rows else None),
+            data=data,
+        )
+
+    async def get_thread(self, thread_id: str) -> ThreadDict | None:
+        def q(conn: psycopg.Connection) -> tuple[Any, list[Any], list[Any]] | None:
+            with conn.cursor(row_factory=dict_row) as cur:
+                thread = cur.execute("SELECT * FROM chat_threads WHERE id = %s", (thread_id,)).fetchone()
+                if thread is None:
+                    return None
+                steps = cur.execute(
+                    """SELECT s.*, f.id AS feedback_id, f.value AS feedback_value, f.comment AS feedback_comment
+                       FROM chat_steps s LEFT JOIN chat_feedback f ON f.step_id = s.id
+                       WHERE s.thread_id = %s ORDER BY s.created_at, s.id""",
+                    (thread_id,),
+                ).fetchall()
+                elements = cur.execute("SELECT * FROM chat_elements WHERE thread_id = %s ORDER BY created_at",
+                                       (thread_id,)).fetchall()
+            return thread, steps, elements
+
+        found = await self._run(q)
+        if found is None:
+            return None
+        thread, steps, elements = found
+        return self._thread_dict(thread, [self._step_dict(s) for s in steps],
+                                 [self._element_dict(e) for e in elements])
+
+    async def build_debug_url(self) -> str:
+        return ""
+
+    async def close(self) -> None:
+        """Nothing to close: the pool belongs to the shared Runtime."""
+
+    # -- row -> Chainlit dicts -------------------------------------------------------------
+
+    @staticmethod
+    def _thread_dict(row: dict[str, Any], steps: list[Any], elements: list[Any]) -> ThreadDict:
+        return ThreadDict(
+            id=row["id"], createdAt=_iso(row["created_at"]) or "", name=row["name"], userId=row["user_id"],
+            userIdentifier=row["user_identifier"], tags=row["tags"], metadata=row["metadata"], steps=steps,
+            elements=elements,
+        )
+
+    @staticmethod
+    def _step_dict(row: dict[str, Any]) -> StepDict:
+        step: dict[str, Any] = {
+            "id": row["id"], "threadId": row["thread_id"], "parentId": row["parent_id"], "name": row["name"],
+            "type": row["type"], "input": row["input"] or "", "output": row["output"] or "",
+            "metadata": row["metadata"] or {}, "tags": row["tags"], "isError": row["is_error"],
+            "showInput": row["show_input"], "defaultOpen": row["default_open"], "autoCollapse": row["auto_collapse"],
+            "language": row["language"], "icon": row["icon"], "command": row["command"],
+            "generation": row["generation"], "createdAt": _iso(row["created_at"]), "start": _iso(row["start_at"]),
+            "end": _iso(row["end_at"]), "streaming": False, "waitForAnswer": False,
+        }
+        if row.get("feedback_id"):
+            step["feedback"] = {"id": row["feedback_id"], "forId": row["id"], "value": row["feedback_value"],
+                                "comment": row["feedback_comment"]}
+        return step  # type: ignore[return-value]
+
+    @staticmethod
+    def _element_dict(row: dict[str, Any]) -> ElementDict:
+        return {  # type: ignore[return-value]
+            "id": row["id"], "threadId": row["thread_id"], "forId": row["for_id"], "type": row["type"],
+            "name": row["name"], "display": row["display"], "mime": row["mime"], "url": row["url"],
+            "chainlitKey": row["chainlit_key"], "objectKey": row["object_key"], "language": row["language"],
+            "page": row["page"], "size": row["size"], "props": row["props"],
+        }

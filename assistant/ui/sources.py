@@ -135,8 +135,8 @@ def _widget_ref(number: int, hit: Hit, *, short: bool = False) -> str:
     """`\\[1\\] Title › Section` linked to the original when there is a URL, else named by file."""
     label = hit.title or short_source(hit)
     sections = section_path(hit)
-    if sections and not short:
-        label += " › " + " › ".join(sections)
+    if sections:
+        label += " › " + (sections[-1] if short else " › ".join(sections))
     if hit.page:
         label += f", page {hit.page}"
     ref = f"\\[{int(number)}\\] "

@@ -10,6 +10,7 @@ import os
 import sys
 from dataclasses import dataclass, field, fields
 from pathlib import Path
+from typing import ClassVar
 
 from assistant.retrieval.errors import ConfigError
 
@@ -140,7 +141,7 @@ class Settings:
     allowed_origins: tuple[str, ...] = ("*",)  # ALLOWED_ORIGINS
 
     # Environment variable for each field, in README table order.
-    ENV = {
+    ENV: ClassVar[dict[str, str]] = {
         "database_url": "DATABASE_URL",
         "data_dir": "ASSISTANT_DATA_DIR",
         "sample_docs": "ASSISTANT_SAMPLE_DOCS",

@@ -20,6 +20,9 @@ from psycopg import conninfo, sql
 
 from assistant.config import Settings
 
+# The loopback stand-ins for the Hugging Face / embeddings API and the LLM API, as fixtures.
+pytest_plugins = ["tests.fakes.embedding_server", "tests.fakes.llm_server"]
+
 ROOT = Path(__file__).resolve().parents[1]
 ARTIFACTS = ROOT / "test-artifacts"
 

@@ -19,6 +19,7 @@ import numpy as np
 from assistant.retrieval.chunking import chunk_document
 from assistant.retrieval.errors import AssistantError, DatabaseError, EmbeddingError, IngestError
 from assistant.retrieval.loaders import SUPPORTED_SUFFIXES, load_file
+from assistant.retrieval.sample_vectors import SAMPLE_DOCS_DIR, PrecomputedPassages, load_vectors
 from assistant.retrieval.types import Chunk, LoadedDocument, embedding_text
 
 if TYPE_CHECKING:
@@ -26,7 +27,6 @@ if TYPE_CHECKING:
     from assistant.retrieval.embedders import Embedder
     from assistant.retrieval.store import Store
 
-SAMPLE_DOCS_DIR = Path(__file__).resolve().parents[1] / "sample_docs"
 
 
 @dataclass
@@ -235,6 +235,7 @@ def ensure_sample_corpus(store: Store, embedder: Embedder, settings: Settings,
     say = log or (lambda msg: print(msg, file=sys.stderr))
     say(f"The database has no documents yet: indexing the built-in sample corpus ({SAMPLE_DOCS_DIR})."
         " Set ASSISTANT_SAMPLE_DOCS=0 to skip this.")
-    report = ingest_paths([SAMPLE_DOCS_DIR], store, embedder, settings, log=say)
+    shipped = PrecomputedPassages(embedder, load_vectors())  # skips ~15 s of local embedding
+    report = ingest_paths([SAMPLE_DOCS_DIR], store, shipped, settings, log=say)  # type: ignore[arg-type]
     say(report.summary())
     return report

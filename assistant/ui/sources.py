@@ -102,6 +102,7 @@ def notices_line(notices: Sequence[str]) -> str | None:
     clean = [" ".join(n.split()) for n in notices if n and n.strip()]
     if not clean:
         return None
+    clean = [n if n[-1] in ".!?)" else n + "." for n in clean]
     return "⚠️ *" + escape_inline(" ".join(clean)) + "*"
 
 

@@ -138,7 +138,7 @@ def test_each_mode_finds_the_answer_first(corpus, mode):
     result = retriever.search("how much memory does the Render free plan have", mode=mode, k=3)
     top = result.hits[0]
     assert top.source == "/kb/ops/render.md" and "512 MB" in top.text
-    assert top.rank == 1 and top.title == "Deploying on Render" and top.heading == "Deploying on Render > Free plan"
+    assert top.rank == 1 and top.title == "Deploying on Render" and top.heading == "Free plan"
     assert [h.rank for h in result.hits] == list(range(1, len(result.hits) + 1))
     assert "search_ms" in result.timings_ms
     if mode != "text":

@@ -49,9 +49,17 @@ class Chunk:
     token_count: int = 0
 
 
+def section_path(title: str, heading_path: tuple[str, ...] | list[str]) -> list[str]:
+    """The headings below the title: a page's H1 usually *is* its title, so it is not repeated."""
+    path = [h for h in heading_path if h]
+    if path and path[0].strip().casefold() == title.strip().casefold():
+        path = path[1:]
+    return path
+
+
 def embedding_text(title: str, chunk: Chunk) -> str:
     """The text actually embedded for a chunk: title and heading path give it context."""
-    context = " > ".join([t for t in (title, *chunk.heading_path) if t])
+    context = " > ".join([t for t in (title, *section_path(title, chunk.heading_path)) if t])
     return f"{context}\n\n{chunk.text}" if context else chunk.text
 
 
@@ -78,7 +86,8 @@ class Hit:
 
     @property
     def heading(self) -> str:
-        return " > ".join(self.heading_path)
+        """Section headings below the document title, e.g. "Install > Linux"."""
+        return " > ".join(section_path(self.title, self.heading_path))
 
     def to_dict(self) -> dict[str, Any]:
         return {

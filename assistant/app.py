@@ -30,7 +30,7 @@ settings = Settings.from_env()
 runtime = Runtime(settings)  # one Retriever + ChatPipeline per process, shared by all sessions
 runtime.on_ready(lambda retriever: ensure_chat_schema(retriever.store))
 apply_allowed_origins(settings.allowed_origins)  # ALLOWED_ORIGINS -> CORS of the running server
-install_healthz(server_app, HealthChecker(runtime))
+install_healthz(server_app, HealthChecker(lambda: runtime))
 
 
 @cl.data_layer

@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import threading
+from collections.abc import Callable
 from typing import Any
 
 from starlette.requests import Request
@@ -29,12 +30,17 @@ EMBEDDER_ERROR_TTL = 15.0  # seconds before a failed check is retried
 class HealthChecker:
     """Builds the /healthz report from the shared Runtime."""
 
-    def __init__(self, runtime: Runtime, *, ok_ttl: float = EMBEDDER_OK_TTL,
+    def __init__(self, runtime: Runtime | Callable[[], Runtime], *, ok_ttl: float = EMBEDDER_OK_TTL,
                  error_ttl: float = EMBEDDER_ERROR_TTL) -> None:
-        self.runtime = runtime
+        self._runtime = runtime
         self.ok_ttl = ok_ttl
         self.error_ttl = error_ttl
         self._refreshing = threading.Lock()
+
+    @property
+    def runtime(self) -> Runtime:
+        """The runtime to report on (a getter lets the app swap it, e.g. in tests)."""
+        return self._runtime if isinstance(self._runtime, Runtime) else self._runtime()
 
     def report(self) -> tuple[int, dict[str, Any]]:
         """(HTTP status, body). Blocking: a database round trip; run it off the event loop."""

@@ -47,9 +47,15 @@ QUESTION = "How do I deploy on Render?"
 
 @pytest.fixture(autouse=True)
 def no_chainlit_data_layer(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Handler tests check the UI; the data layer has its own tests (tests/test_datalayer.py)."""
+    """Handler tests check the UI; the data layer has its own tests (tests/test_datalayer.py).
+    And no test may open the default embedded database through the app's import-time runtime."""
     monkeypatch.setattr(cl_data, "_data_layer", None)
     monkeypatch.setattr(cl_data, "_data_layer_initialized", True)
+
+    def refuse(settings: Settings) -> Retriever:
+        raise DatabaseError("tests must not open the default database")
+
+    monkeypatch.setattr(app, "runtime", Runtime(app.settings, opener=refuse))
 
 
 @pytest.fixture(scope="module")

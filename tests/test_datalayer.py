@@ -24,6 +24,7 @@ from chainlit.chat_context import chat_context, chat_contexts
 from chainlit.context import ChainlitContext, context_var
 from chainlit.session import WebsocketSession, ws_sessions_id, ws_sessions_sid
 from chainlit.types import Feedback, Pagination, ThreadFilter
+from chainlit.utils import utc_now
 from psycopg.rows import dict_row
 
 import assistant.app as app
@@ -68,9 +69,9 @@ def rows(store: Store, query: str, *args: Any) -> list[dict[str, Any]]:
 
 
 def step(thread: str, kind: str, output: str, **extra: Any) -> dict[str, Any]:
+    time.sleep(0.002)  # distinct, ordered timestamps
     return {"id": str(uuid.uuid4()), "threadId": thread, "type": kind, "name": "x", "output": output,
-            "createdAt": time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime()) + f".{time.time_ns() % 10**6:06d}Z",
-            **extra}
+            "createdAt": utc_now(), **extra}
 
 
 SOURCES = [{"n": 1, "cited": True, "title": "Deploying to Render", "text": "Wait for the first deploy.",

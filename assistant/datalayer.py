@@ -203,22 +203,33 @@ class ChatDataLayer(BaseDataLayer):
     # -- feedback --------------------------------------------------------------------------
 
     async def upsert_feedback(self, feedback: Feedback) -> str:
-        """Save a thumbs up/down with a snapshot of the question, answer and sources it rates."""
+        """Save a thumbs up/down with a snapshot of the question, answer and sources it rates.
+
+        The full-page UI rates the *run* (Chainlit's `on_message` step, whose input is the
+        question) rather than the answer message itself, so the answer is looked up among the rated
+        step and its child assistant messages: the one carrying our metadata wins.
+        """
         feedback_id = feedback.id or str(uuid.uuid4())
 
         def q(conn: psycopg.Connection) -> str:
             row = conn.execute(
                 """
                 INSERT INTO chat_feedback (id, step_id, thread_id, value, comment, question, answer, sources)
-                SELECT %(id)s, %(step)s, coalesce(%(thread)s, s.thread_id), %(value)s, %(comment)s,
-                       coalesce(s.metadata->>'question',
+                SELECT %(id)s, %(step)s, coalesce(%(thread)s, r.thread_id), %(value)s, %(comment)s,
+                       coalesce(a.metadata->>'question', nullif(r.input, ''),
                                 (SELECT u.output FROM chat_steps u
-                                  WHERE u.thread_id = s.thread_id AND u.type = 'user_message'
-                                    AND u.created_at <= s.created_at
+                                  WHERE u.thread_id = a.thread_id AND u.type = 'user_message'
+                                    AND u.created_at <= a.created_at
                                   ORDER BY u.created_at DESC LIMIT 1)),
-                       coalesce(s.metadata->>'answer', s.output),
-                       coalesce(s.metadata->'sources', '[]'::jsonb)
-                FROM (SELECT 1) AS one LEFT JOIN chat_steps s ON s.id = %(step)s
+                       coalesce(a.metadata->>'answer', nullif(a.output, '')),
+                       coalesce(a.metadata->'sources', '[]'::jsonb)
+                FROM (SELECT 1) AS one
+                LEFT JOIN chat_steps r ON r.id = %(step)s
+                LEFT JOIN LATERAL (
+                    SELECT c.* FROM chat_steps c
+                    WHERE c.id = r.id OR (c.parent_id = r.id AND c.type = 'assistant_message')
+                    ORDER BY (c.metadata ? 'answer') DESC, (c.type = 'assistant_message') DESC, c.created_at DESC
+                    LIMIT 1) AS a ON true
                 ON CONFLICT (step_id) DO UPDATE SET
                     value = EXCLUDED.value, comment = EXCLUDED.comment, updated_at = now(),
                     question = coalesce(EXCLUDED.question, chat_feedback.question),

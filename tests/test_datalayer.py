@@ -135,6 +135,22 @@ async def test_feedback_without_metadata_uses_the_preceding_question(store: Stor
     assert row == {"question": "second question", "answer": "an answer", "sources": []}
 
 
+async def test_rating_the_run_finds_its_answer(store: Store, sessions: list) -> None:
+    """The full-page UI puts the thumbs on Chainlit's on_message run, not on the answer message."""
+    session = open_session(sessions)
+    dl = ChatDataLayer(lambda: store)
+    thread = session.thread_id
+    run = step(thread, "run", "", input="How do I deploy?", name="on_message")
+    await dl.create_step(step(thread, "user_message", "How do I deploy?"))
+    await dl.create_step(run)
+    await dl.create_step(step(thread, "retrieval", "search table", parentId=run["id"]))
+    await dl.create_step(step(thread, "assistant_message", "Wait [1].\n\n**Sources:** ...", parentId=run["id"],
+                              metadata={"question": "How do I deploy?", "answer": "Wait [1].", "sources": SOURCES}))
+    await dl.upsert_feedback(Feedback(forId=run["id"], value=1, threadId=thread))
+    [row] = rows(store, "SELECT step_id, question, answer, sources FROM chat_feedback")
+    assert row == {"step_id": run["id"], "question": "How do I deploy?", "answer": "Wait [1].", "sources": SOURCES}
+
+
 async def test_writes_wait_for_the_first_user_message(store: Store, sessions: list) -> None:
     session = open_session(sessions, first_interaction=False)
     dl = ChatDataLayer(lambda: store)

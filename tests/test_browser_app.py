@@ -1,0 +1,265 @@
+"""The real app in a real headless Chromium: full-page chat, scripted LLM, and the embedded widget.
+
+Two `chainlit run assistant/app.py` servers start once for the module (retrieval-only, and with the
+loopback fake OpenAI server as LLM), both on the session's sample-corpus database. The widget demo
+page is served from a third port, so the widget really talks to the assistant cross-origin.
+Screenshots go to test-artifacts/ for a person to look at.
+
+Debian's /usr/bin/chromium only, never a downloaded browser. Without it these tests skip, unless
+REQUIRE_BROWSER=1 (CI), where a missing browser is a failure.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import http.server
+import os
+import socket
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import psycopg
+import pytest
+
+from assistant.config import Settings
+from tests.conftest import ARTIFACTS, ROOT
+from tests.fakes.llm_server import MODEL, FakeLLMServer
+
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
+                 "--disable-sync", "--no-first-run"]
+QUESTION = "How do I deploy on Render?"
+ANSWER = '[data-step-type="assistant_message"]'
+
+pytestmark = pytest.mark.browser
+
+if not Path(CHROMIUM).exists():
+    if os.environ.get("REQUIRE_BROWSER") == "1":
+        raise RuntimeError(f"REQUIRE_BROWSER=1 but {CHROMIUM} is missing: apt-get install chromium")
+    pytest.skip(f"{CHROMIUM} not found (apt-get install chromium); browser tests skipped", allow_module_level=True)
+
+sync_api = pytest.importorskip("playwright.sync_api")
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class AppServer:
+    """`chainlit run assistant/app.py` in a subprocess, ready once /healthz says 200."""
+
+    def __init__(self, name: str, env: dict[str, str], log_dir: Path) -> None:
+        self.name = name
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.log = log_dir / f"{name}.log"
+        base = {k: v for k, v in os.environ.items() if k not in Settings.ENV.values() and k != "HF_TOKEN"}
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "chainlit", "run", "assistant/app.py", "--headless",
+             "--host", "127.0.0.1", "--port", str(self.port)],
+            cwd=ROOT, env={**base, **env}, stdout=self.log.open("wb"), stderr=subprocess.STDOUT,
+        )
+
+    def wait_ready(self, timeout: float = 150.0) -> None:
+        deadline = time.monotonic() + timeout
+        last = ""
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                break
+            with contextlib.suppress(httpx.HTTPError):
+                response = httpx.get(self.url + "/healthz", timeout=5)
+                last = response.text
+                if response.status_code == 200:
+                    return
+            time.sleep(0.3)
+        tail = self.log.read_text(errors="replace")[-3000:]
+        self.stop()
+        raise RuntimeError(f"{self.name} server not ready (last /healthz: {last!r}); log tail:\n{tail}")
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(5)
+
+
+@pytest.fixture(scope="module")
+def fake_llm() -> Iterator[FakeLLMServer]:
+    with FakeLLMServer() as server:
+        yield server
+
+
+@pytest.fixture(scope="module")
+def servers(sample_database: str, fake_llm: FakeLLMServer,
+            tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, AppServer]]:
+    """Both app servers, started together (start-up dominates this module's time)."""
+    logs = tmp_path_factory.mktemp("browser-logs")
+    common = {"DATABASE_URL": sample_database, "ASSISTANT_SAMPLE_DOCS": "0",
+              "ASSISTANT_DATA_DIR": str(tmp_path_factory.mktemp("browser-data"))}
+    started = {
+        "extractive": AppServer("extractive", common, logs),
+        "llm": AppServer("llm", {**common, "OPENAI_API_KEY": "test", "OPENAI_BASE_URL": fake_llm.base_url,
+                                 "LLM_MODEL": MODEL, "LLM_TIMEOUT": "10", "LLM_MAX_RETRIES": "0"}, logs),
+    }
+    try:
+        for server in started.values():
+            server.wait_ready()
+        yield started
+    finally:
+        for server in started.values():
+            server.stop()
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Any]:
+    with sync_api.sync_playwright() as p:
+        b = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True)
+        yield b
+        b.close()
+
+
+@pytest.fixture
+def page(browser: Any) -> Iterator[Any]:
+    context = browser.new_context(viewport={"width": 1400, "height": 900})
+    pg = context.new_page()
+    pg.set_default_timeout(30_000)
+    yield pg
+    context.close()
+
+
+def shot(page: Any, name: str) -> Path:
+    ARTIFACTS.mkdir(exist_ok=True)
+    path = ARTIFACTS / f"{name}.png"
+    page.screenshot(path=str(path))
+    return path
+
+
+def send(page: Any, text: str) -> None:
+    """Type a question and send it (the button is enabled once the chat is connected)."""
+    page.locator("#chat-input").fill(text)
+    page.locator("#chat-submit").click()
+
+
+def wait_answer_done(page: Any, timeout: float = 60.0) -> None:
+    """Until the last answer has its sources line and the stream has ended (no blinking cursor)."""
+    answer = page.locator(ANSWER).last
+    answer.get_by_text("Sources:").wait_for(timeout=timeout * 1000)
+    page.locator(".loading-cursor").wait_for(state="detached", timeout=timeout * 1000)
+
+
+def test_full_page_chat_retrieval_only(page: Any, servers: dict[str, AppServer], sample_database: str) -> None:
+    server = servers["extractive"]
+    page.goto(server.url)
+    assert page.title() == "Doc Assistant"
+    starters = page.locator("#starters button")
+    starters.first.wait_for()
+    assert 1 <= starters.count() <= 4
+    page.wait_for_function("document.querySelector('img.logo') && document.querySelector('img.logo').complete")
+    page.wait_for_timeout(700)  # the welcome screen fades in
+    shot(page, "browser-welcome")
+
+    send(page, QUESTION)
+    wait_answer_done(page)
+    answer = page.locator(ANSWER).last
+    assert "Retrieval-only answer" in answer.inner_text()
+    assert page.locator("#side-view-title").count() == 0  # sources open on a click, not by themselves
+    step = page.get_by_text("Used document search")
+    assert "passages" in step.inner_text()
+
+    link = answer.locator("a.element-link", has_text="[1]").first
+    link.click()
+    panel = page.locator("#side-view-content")
+    panel.wait_for()
+    assert "Passage 1" in panel.inner_text() and "Source:" in panel.inner_text()
+    assert page.locator("#side-view-title").inner_text().strip() == "[1]"
+    step.click()  # expand the search step
+    page.get_by_text("Searched for:").wait_for()
+    page.wait_for_timeout(400)
+    shot(page, "browser-extractive")
+
+    # thumbs down with a comment: stored with the question, the answer and the sources
+    answer.locator("button.negative-feedback-off").click()
+    page.locator("textarea").last.fill("The blueprint step is missing")
+    page.locator("#submit-feedback").click()
+    row = None
+    for _ in range(50):
+        with psycopg.connect(sample_database) as conn:
+            row = conn.execute("SELECT value, comment, question, answer, jsonb_array_length(sources)"
+                               " FROM chat_feedback WHERE comment = 'The blueprint step is missing'").fetchone()
+        if row:
+            break
+        time.sleep(0.2)
+    assert row is not None, "feedback was not stored"
+    value, _comment, question, answer_text, n_sources = row
+    assert value == 0 and question == QUESTION and "Retrieval-only" in answer_text and n_sources >= 1
+
+
+def test_full_page_chat_with_a_streaming_llm(page: Any, servers: dict[str, AppServer],
+                                             fake_llm: FakeLLMServer) -> None:
+    text = ("Deploy from the repository's render.yaml blueprint: it creates the web service and a free "
+            "PostgreSQL database [1]. Render then checks /healthz before the deploy goes live [2].")
+    fake_llm.script(("answer", text, 0.03))
+    page.goto(servers["llm"].url)
+    send(page, QUESTION)
+    answer = page.locator(ANSWER).last
+    answer.get_by_text("Deploy from", exact=False).wait_for()
+    partial = answer.inner_text()
+    wait_answer_done(page)
+    final = answer.inner_text()
+    assert len(partial) < len(final) and "blueprint" in final  # it arrived token by token
+    assert "Retrieval-only" not in final
+    answer.locator("a.element-link", has_text="[2]").first.click()
+    page.locator("#side-view-content").wait_for()
+    page.wait_for_timeout(400)
+    shot(page, "browser-llm")
+    assert page.locator("#side-view-title").inner_text().strip() == "[2]"
+
+
+@pytest.fixture(scope="module")
+def demo_site() -> Iterator[str]:
+    """public/ served on its own port: the widget demo page plays a third-party site."""
+    class Quiet(http.server.SimpleHTTPRequestHandler):
+        def log_message(self, format: str, *args: Any) -> None:
+            pass
+
+    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), functools.partial(Quiet, directory=str(ROOT / "public")))
+    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{httpd.server_address[1]}"
+    httpd.shutdown()
+    httpd.server_close()
+
+
+def test_widget_on_a_third_party_page(page: Any, servers: dict[str, AppServer], demo_site: str) -> None:
+    server = servers["extractive"]
+    page.goto(f"{demo_site}/widget-demo.html?server={server.url}")
+    page.locator("#chainlit-copilot-button").click()
+    page.locator("#chat-input").wait_for()
+    assert "Assistant loaded from" in page.locator("#widget-status").inner_text()
+    send(page, QUESTION)
+    wait_answer_done(page)
+    answer = page.locator(ANSWER).last
+    body = answer.inner_text()
+    assert "Sources: [1]" in body and "(deploy-render.md)" in body
+    assert answer.locator("a.element-link").count() == 0  # links, not side panels, in the widget
+    page.wait_for_timeout(400)
+    shot(page, "browser-widget")
+
+
+def test_widget_demo_page_reports_a_bad_server_address(page: Any, demo_site: str) -> None:
+    page.goto(f"{demo_site}/widget-demo.html?server=javascript:alert(1)")
+    status = page.locator("#widget-status")
+    assert "must be an http(s) address" in status.inner_text()
+    assert page.locator("#chainlit-copilot-button").count() == 0

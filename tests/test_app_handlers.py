@@ -25,6 +25,7 @@ import chainlit as cl
 import chainlit.data as cl_data
 import pytest
 from chainlit.chat_context import chat_context, chat_contexts
+from chainlit.config import FILES_DIRECTORY
 from chainlit.context import ChainlitContext, context_var
 from chainlit.session import WebsocketSession, ws_sessions_id, ws_sessions_sid
 from psycopg import conninfo
@@ -102,6 +103,7 @@ async def open_session(made: list[WebsocketSession], client_type: str = "webapp"
         id=str(uuid.uuid4()), socket_id=str(uuid.uuid4()), emit=AsyncMock(), emit_call=AsyncMock(),
         user_env={}, client_type=client_type,  # type: ignore[arg-type]
     )
+    FILES_DIRECTORY.mkdir(exist_ok=True)  # element files go here (another Chainlit process may have removed it)
     session.has_first_interaction = True
     context_var.set(ChainlitContext(session))
     made.append(session)

@@ -57,16 +57,23 @@ def free_port() -> int:
 class AppServer:
     """`chainlit run assistant/app.py` in a subprocess, ready once /healthz says 200."""
 
-    def __init__(self, name: str, env: dict[str, str], log_dir: Path) -> None:
+    def __init__(self, name: str, env: dict[str, str], work_dir: Path) -> None:
         self.name = name
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
-        self.log = log_dir / f"{name}.log"
+        self.log = work_dir / f"{name}.log"
+        # Chainlit deletes <app root>/.files when it shuts down; give each server its own app root
+        # holding links to the repository's .chainlit/, public/ and chainlit.md.
+        root = work_dir / f"{name}-root"
+        root.mkdir()
+        for item in (".chainlit", "public", "chainlit.md"):
+            (root / item).symlink_to(ROOT / item)
         base = {k: v for k, v in os.environ.items() if k not in Settings.ENV.values() and k != "HF_TOKEN"}
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "chainlit", "run", "assistant/app.py", "--headless",
+            [sys.executable, "-m", "chainlit", "run", str(ROOT / "assistant" / "app.py"), "--headless",
              "--host", "127.0.0.1", "--port", str(self.port)],
-            cwd=ROOT, env={**base, **env}, stdout=self.log.open("wb"), stderr=subprocess.STDOUT,
+            cwd=root, env={**base, "CHAINLIT_APP_ROOT": str(root), **env},
+            stdout=self.log.open("wb"), stderr=subprocess.STDOUT,
         )
 
     def wait_ready(self, timeout: float = 150.0) -> None:

@@ -21,6 +21,7 @@ import chainlit.data as cl_data
 import psycopg
 import pytest
 from chainlit.chat_context import chat_context, chat_contexts
+from chainlit.config import FILES_DIRECTORY
 from chainlit.context import ChainlitContext, context_var
 from chainlit.session import WebsocketSession, ws_sessions_id, ws_sessions_sid
 from chainlit.types import Feedback, Pagination, ThreadFilter
@@ -57,6 +58,7 @@ def sessions() -> Iterator[list[WebsocketSession]]:
 def open_session(made: list[WebsocketSession], *, first_interaction: bool = True) -> WebsocketSession:
     session = WebsocketSession(id=str(uuid.uuid4()), socket_id=str(uuid.uuid4()), emit=AsyncMock(),
                                emit_call=AsyncMock(), user_env={}, client_type="webapp")
+    FILES_DIRECTORY.mkdir(exist_ok=True)  # element files go here (another Chainlit process may have removed it)
     session.has_first_interaction = first_interaction
     context_var.set(ChainlitContext(session))
     made.append(session)

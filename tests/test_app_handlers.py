@@ -466,3 +466,16 @@ async def test_starters_are_empty_while_search_cannot_open(sample_settings: Sett
 
     use_runtime(Runtime(sample_settings, opener=opener))
     assert await app.starters() == []
+
+
+async def test_a_rewritten_follow_up_is_shown_in_the_search_step(
+        llm_server: Any, retriever: Retriever, sample_database: str, use_runtime: Any, sessions: list) -> None:
+    use_runtime(runtime_for(retriever, llm_server.settings(database_url=sample_database)))
+    session = await open_session(sessions)
+    await ask(QUESTION)
+    llm_server.script(("condense", "Which health check path does Render use for Doc Assistant?"))
+    await ask("and which path does it check?")
+    step = messages(session, "retrieval")[-1]
+    assert "**Searched for:** Which health check path does Render use for Doc Assistant" in step["output"]
+    assert "*Rewritten from your follow-up:* and which path does it check\\?" in step["output"]
+    assert answers(session)[-1]["metadata"]["query"].startswith("Which health check path")

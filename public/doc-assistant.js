@@ -20,7 +20,7 @@
   }, true);
 
   function close(title) {
-    var button = title.parentElement && title.querySelector("button");
+    var button = title.querySelector("button");
     if (button) {
       button.click(); // desktop: the panel's back arrow
     } else {

@@ -354,3 +354,22 @@ def test_concurrent_open_migrates_once(settings):
 def test_describe_url_hides_credentials():
     assert describe_url("postgresql://bob:pw@db.example:6543/prod") == "db.example:6543/prod"
     assert DatabaseLocation("x", "y", False).embedded is False
+
+
+def test_any_word_fallback_ignores_words_common_to_most_chunks(settings):
+    """ts_rank has no IDF: without dropping common words, "alpha zebra" would rank 40 filler chunks."""
+    store = Store.open(settings, announce=False)
+    try:
+        rng = np.random.default_rng(0)
+        texts = ([f"alpha filler text number {i}" for i in range(40)] + [f"beta filler {i}" for i in range(40)]
+                 + ["the zebra grazes alone"])
+        vectors = rng.normal(size=(len(texts), 384)).astype(np.float32)
+        vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
+        doc = LoadedDocument(source="/kb/many.md", title="Many", blocks=[], content_hash="m")
+        store.replace_document(doc, [Chunk(i, t, (), None, 5) for i, t in enumerate(texts)], vectors)
+        hits = store.text_search("alpha zebra", 10)
+        assert [h.text for h in hits] == ["the zebra grazes alone"]
+        # when every word is common, they are all used rather than none
+        assert len(store.text_search("alpha beta", 10)) == 10
+    finally:
+        store.close()

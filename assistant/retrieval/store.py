@@ -33,6 +33,8 @@ log = logging.getLogger(__name__)
 
 HNSW_M = 16
 HNSW_EF_CONSTRUCTION = 64
+COMMON_WORD_SHARE = 0.10  # a word in more than this share of chunks is too common to match on alone
+COMMON_WORD_FLOOR = 30  # ...but a word in at most this many chunks always counts (small corpora)
 
 
 def _schema_steps(dim: int, ts_config: str) -> list[Any]:
@@ -338,35 +340,36 @@ class Store:
 
     def text_search(self, text: str, k: int, filters: Filters | None = None,
                     vector: np.ndarray | None = None) -> list[Hit]:
-        """Full-text hits ranked by ts_rank_cd: all words first; any word when that finds too few.
+        """Full-text hits ranked by ts_rank: all words first; when that finds too few, any of the
+        query's *distinctive* words (see `_distinctive_words`).
 
         With `vector`, each hit also gets its cosine similarity (for relevance thresholds).
         """
         where, params = compile_filters(filters or Filters())
         cfg = sql.Literal(self.settings.text_search_config)
         sim = sql.SQL("1 - (c.embedding <=> %(v)s)") if vector is not None else sql.SQL("NULL::float8")
-        query = sql.SQL("""
-            WITH q AS (SELECT websearch_to_tsquery({cfg}::regconfig, %(t)s) AS all_words),
-            q2 AS (SELECT all_words, CASE WHEN %(any)s
-                     THEN to_tsquery({cfg}::regconfig, replace(all_words::text, ' & ', ' | '))
-                     ELSE all_words END AS tsq FROM q)
-            SELECT {cols}, ts_rank_cd(c.tsv, q2.tsq, 1) AS text_score, {sim} AS similarity
-            FROM q2, chunks c JOIN documents d ON d.id = c.document_id
-            WHERE c.tsv @@ q2.tsq AND {where}
-            ORDER BY text_score DESC, c.id
-            LIMIT %(k)s
-        """).format(cols=_HIT_COLUMNS, cfg=cfg, sim=sim, where=where)
         args: dict[str, Any] = {"t": text, "k": k, **params}
         if vector is not None:
             args["v"] = np.asarray(vector, dtype=np.float32)
+        all_words = sql.SQL("websearch_to_tsquery({}::regconfig, %(t)s)").format(cfg)
         rows: list[dict[str, Any]] = []
         with self.connection() as conn, conn.cursor(row_factory=dict_row) as cur:
-            for any_word in (False, True):
-                found = cur.execute(query, {**args, "any": any_word}).fetchall()
+            queries: list[sql.Composable] = [all_words]
+            for tsq in queries:
+                found = cur.execute(sql.SQL("""
+                    SELECT {cols}, ts_rank(c.tsv, q.tsq, 1) AS text_score, {sim} AS similarity
+                    FROM (SELECT {tsq} AS tsq) q, chunks c JOIN documents d ON d.id = c.document_id
+                    WHERE c.tsv @@ q.tsq AND {where}
+                    ORDER BY text_score DESC, c.id
+                    LIMIT %(k)s
+                """).format(cols=_HIT_COLUMNS, sim=sim, tsq=tsq, where=where), args).fetchall()
                 seen = {r["chunk_id"] for r in rows}
                 rows += [r for r in found if r["chunk_id"] not in seen]
-                if len(rows) >= k:
-                    break
+                if len(rows) < k and len(queries) == 1:
+                    words = self._distinctive_words(cur, text)
+                    if words:
+                        queries.append(sql.SQL(" || ").join(
+                            sql.SQL("plainto_tsquery('simple', {})").format(sql.Literal(w)) for w in words))
         hits = []
         for i, row in enumerate(rows[:k], 1):
             hit = _row_to_hit(row)
@@ -375,6 +378,29 @@ class Store:
                 hit.similarity = float(row["similarity"])
             hits.append(hit)
         return hits
+
+    def _distinctive_words(self, cur: psycopg.Cursor, text: str) -> list[str]:
+        """The query's lexemes minus those found in more than COMMON_WORD_SHARE of all chunks.
+
+        An automatic, language-independent stop list: ts_rank has no IDF, so "any word" queries
+        with "the", "of" or "how" rank chunks by filler words. Measured on BEIR SciFact (see
+        docs/BENCHMARKS.md), this is the difference between hybrid search being worse than
+        vectors alone and better. When every word is common, all of them are kept.
+        """
+        cfg = sql.Literal(self.settings.text_search_config)
+        rows = cur.execute(sql.SQL("""
+            WITH n AS (SELECT CASE WHEN reltuples > 0 THEN reltuples::bigint
+                                   ELSE (SELECT count(*) FROM chunks) END AS n
+                       FROM pg_class WHERE oid = 'chunks'::regclass),
+            cut AS (SELECT greatest(ceil(n * %(share)s), %(floor)s)::bigint AS cut FROM n),
+            words AS (SELECT DISTINCT w FROM unnest(tsvector_to_array(to_tsvector({cfg}::regconfig, %(t)s))) w)
+            SELECT w, (SELECT count(*) FROM (SELECT 1 FROM chunks c
+                        WHERE c.tsv @@ plainto_tsquery('simple', w) LIMIT (SELECT cut FROM cut) + 1) s) AS df,
+                   (SELECT cut FROM cut) AS cut
+            FROM words ORDER BY w
+        """).format(cfg=cfg), {"t": text, "share": COMMON_WORD_SHARE, "floor": COMMON_WORD_FLOOR}).fetchall()
+        rare = [r["w"] for r in rows if r["df"] <= r["cut"]]
+        return rare or [r["w"] for r in rows]
 
 
 def _row_to_hit(row: dict[str, Any]) -> Hit:

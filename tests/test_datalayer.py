@@ -8,7 +8,6 @@ rated is exactly what the chat produced.
 from __future__ import annotations
 
 import asyncio
-import shutil
 import time
 import uuid
 from collections.abc import Iterator
@@ -20,10 +19,10 @@ import chainlit as cl
 import chainlit.data as cl_data
 import psycopg
 import pytest
-from chainlit.chat_context import chat_context, chat_contexts
+from chainlit.chat_context import chat_context
 from chainlit.config import FILES_DIRECTORY
 from chainlit.context import ChainlitContext, context_var
-from chainlit.session import WebsocketSession, ws_sessions_id, ws_sessions_sid
+from chainlit.session import WebsocketSession
 from chainlit.types import Feedback, Pagination, ThreadFilter
 from chainlit.utils import utc_now
 from psycopg.rows import dict_row
@@ -44,15 +43,6 @@ def store(database_url: str, tmp_path: Path) -> Iterator[Store]:
     s.close()
 
 
-@pytest.fixture
-def sessions() -> Iterator[list[WebsocketSession]]:
-    made: list[WebsocketSession] = []
-    yield made
-    for session in made:
-        chat_contexts.pop(session.id, None)
-        ws_sessions_id.pop(session.id, None)
-        ws_sessions_sid.pop(session.socket_id, None)
-        shutil.rmtree(session.files_dir, ignore_errors=True)
 
 
 def open_session(made: list[WebsocketSession], *, first_interaction: bool = True) -> WebsocketSession:

@@ -137,3 +137,13 @@ def test_sentences_that_lean_on_the_previous_one_are_avoided() -> None:
         "Data leaves your machine only when you configure a hosted embedding service [1].",
         "With the local embedder your data stays on your own machine [1].",
     ]
+
+
+def test_how_to_questions_get_the_steps_of_the_best_passage_in_order() -> None:
+    steps = make_hit(1, "1. Push the repository to GitHub.\n2. In the dashboard choose New > Blueprint and pick the "
+                        "repository.\n3. Wait for the first deploy to finish.", "Deploying")
+    echo = make_hit(2, "People often ask how to deploy on Render. Deploying on Render is popular with many teams.",
+                    "FAQ")
+    answer = extractive_answer("How do I deploy on Render?", [steps, echo]).text
+    assert "Push the repository to GitHub [1]." in answer
+    assert answer.index("Push the repository") < answer.index("New > Blueprint")

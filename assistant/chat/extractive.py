@@ -50,6 +50,9 @@ _ABBREV = frozenset("e.g i.e etc vs mr mrs ms dr no fig approx cf al st inc ltd 
 _LEANS_BACK = frozenset("it its this that these those they them then so but also not yes no however".split())
 MAX_SENTENCE_CHARS = 400
 TOP_CHUNKS = 3
+# "How do I ...?" wants the steps in order, not the sentences that repeat the question's words:
+# for such questions the best chunk's opening sentences (usually the procedure) are preferred.
+_HOW_TO = re.compile(r"^\s*(how|what steps|wie|comment|c[oó]mo|come|como)\b", re.IGNORECASE)
 
 
 def stem(word: str) -> str:
@@ -279,6 +282,7 @@ def extract(query: str, hits: list[Hit], *, max_sentences: int = 4, min_sentence
         return ExtractiveAnswer("")
 
     query_terms = list(dict.fromkeys(terms(query)))
+    how_to = bool(_HOW_TO.match(query))
     n = len(candidates)
     idf = {t: math.log(1 + n / (1 + sum(t in c.terms for c in candidates))) + 0.1 for t in query_terms}
     total = sum(idf.values()) or 1.0
@@ -308,6 +312,9 @@ def extract(query: str, hits: list[Hit], *, max_sentences: int = 4, min_sentence
         chosen.append(c)
         return True
 
+    if how_to:  # the best passage's opening steps, in order, even where they don't echo the question
+        for c in [c for c in candidates if c.source == 1 and c.position < 3][: max(1, max_sentences - 1)]:
+            take(c)
     for c in sorted(pool, key=lambda c: (-c.score, c.source, c.position)):
         if len(chosen) >= max_sentences or (len(chosen) >= min_sentences and c.score < 0.6 * best):
             break

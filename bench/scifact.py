@@ -59,7 +59,7 @@ MODES = ("hybrid", "vector", "text")
 MODE_NOTES = (
     "RRF (k=60) of the top 400 (4k) of each side; vector side exact (ef 400, see below)",
     "HNSW, ef_search = max(k, 100)",
-    "all words, then any word; ts_rank_cd",
+    "all words, then the distinctive words (in <= 10% of chunks); ts_rank",
 )
 REFERENCE = {  # data/README.md, 300 test queries, plain script (no product code)
     "BM25 (k1 0.9, b 0.4)": (0.660, 0.889),
@@ -318,7 +318,7 @@ class Prototype:
 
 
 PROTOTYPES = [
-    Prototype("product query: all words, then any word; ts_rank_cd(tsv, q, 1)",
+    Prototype("earlier product query: all words, then any word; ts_rank_cd(tsv, q, 1)",
               _ranked(_ALL_WORDS, "ts_rank_cd(c.tsv, q, 1)"), _ranked(_ANY_WORD, "ts_rank_cd(c.tsv, q, 1)")),
     Prototype("same, ranked by ts_rank(tsv, q, 1) instead of ts_rank_cd",
               _ranked(_ALL_WORDS, "ts_rank(c.tsv, q, 1)"), _ranked(_ANY_WORD, "ts_rank(c.tsv, q, 1)")),

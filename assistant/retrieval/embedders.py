@@ -24,6 +24,7 @@ import random
 import re
 import threading
 import time
+from abc import ABC, abstractmethod
 from collections import OrderedDict
 from collections.abc import Sequence
 from email.utils import parsedate_to_datetime
@@ -241,7 +242,7 @@ class LocalEmbedder:
 # ---------------------------------------------------------------------------- remote
 
 
-class _RemoteEmbedder:
+class _RemoteEmbedder(ABC):
     """Shared HTTP plumbing: one httpx.Client, batching, the retry/deadline policy, checks.
 
     Subclasses say how to build a request body, how to read the answer, and how to word the
@@ -266,14 +267,17 @@ class _RemoteEmbedder:
         self._client = httpx.Client(headers=headers, timeout=settings.embedding_timeout)
 
     # -- subclass hooks
+    @abstractmethod
     def _body(self, texts: list[str], single: bool) -> dict[str, Any]:
-        raise NotImplementedError
+        """The JSON request body for these (already prefixed) texts."""
 
+    @abstractmethod
     def _vectors(self, data: Any, n: int) -> np.ndarray:
-        raise NotImplementedError
+        """The (n, dim) vectors in a decoded response, or EmbeddingError."""
 
+    @abstractmethod
     def _fatal_message(self, status: int, detail: str) -> str:
-        raise NotImplementedError
+        """One line for a status that retrying cannot fix, naming what to change."""
 
     # -- public API
     def embed_query(self, text: str) -> np.ndarray:

@@ -16,7 +16,7 @@ from assistant.retrieval.ingest import discover, ingest_paths
 from assistant.retrieval.search import Retriever
 from assistant.retrieval.store import Store
 from tests.conftest import ROOT, make_settings
-from tests.test_loaders import make_pdf
+from tests.fakes.documents import make_pdf
 
 QUESTIONS = json.loads((ROOT / "tests" / "data" / "sample_questions.json").read_text())
 

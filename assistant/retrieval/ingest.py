@@ -186,8 +186,6 @@ def ingest_paths(
         except AssistantError as err:
             report.failed.append((item.doc.source, str(err)))
             say(f"failed {item.doc.source}: {err}")
-            if bar:
-                bar.advance(0)
             continue
         report.chunks += len(item.chunks)
         (report.added if item.is_new else report.updated).append(item.doc.source)

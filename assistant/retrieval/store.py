@@ -78,7 +78,7 @@ def _schema_steps(dim: int, ts_config: str) -> list[Any]:
     ]
 
 
-def _retext_steps(ts_config: str) -> sql.Composable:
+def _retext_sql(ts_config: str) -> sql.Composable:
     """Regenerate the tsvector column for another text search configuration."""
     cfg = sql.Literal(ts_config)
     return sql.SQL("""
@@ -170,7 +170,7 @@ class Store:
             if stored_cfg is not None and stored_cfg != cfg:
                 log.warning("text search configuration changed %s -> %s: rebuilding the full-text index",
                             stored_cfg, cfg)
-                conn.execute(_retext_steps(cfg))
+                conn.execute(_retext_sql(cfg))
             conn.execute(
                 "INSERT INTO assistant_meta (key, value) VALUES ('text_search_config', %s)"
                 " ON CONFLICT (key) DO UPDATE SET value = EXCLUDED.value",

@@ -30,6 +30,7 @@ ARTIFACTS = ROOT / "test-artifacts"
 def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line("markers", "browser: drives a real headless Chromium")
     config.addinivalue_line("markers", "slow: takes more than a few seconds")
+    config.addinivalue_line("markers", "reliability: fault injection, load and fuzzing (slower; .ci/run runs them)")
 
 
 @pytest.fixture(scope="session")

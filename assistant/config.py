@@ -12,6 +12,7 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import ClassVar
 
+from assistant.auth import parse_users
 from assistant.retrieval.errors import ConfigError
 
 DEFAULT_MODEL = "intfloat/multilingual-e5-small"
@@ -105,7 +106,7 @@ class Settings:
     """All configuration, read once. Field comments name the environment variable."""
 
     # storage
-    database_url: str | None = None  # DATABASE_URL
+    database_url: str | None = field(default=None, repr=False)  # DATABASE_URL (may hold a password)
     data_dir: Path = field(default_factory=default_data_dir)  # ASSISTANT_DATA_DIR
     sample_docs: bool = True  # ASSISTANT_SAMPLE_DOCS
     db_pool_max: int = 5  # DB_POOL_MAX
@@ -115,9 +116,9 @@ class Settings:
     embedding_model: str = DEFAULT_MODEL  # EMBEDDING_MODEL
     embedding_dim: int = 384  # EMBEDDING_DIM
     hf_api_url: str = DEFAULT_HF_URL  # HF_API_URL
-    hf_token: str | None = None  # HUGGINGFACE_TOKEN / HF_TOKEN
+    hf_token: str | None = field(default=None, repr=False)  # HUGGINGFACE_TOKEN / HF_TOKEN
     embedding_api_url: str | None = None  # EMBEDDING_API_URL
-    embedding_api_key: str | None = None  # EMBEDDING_API_KEY
+    embedding_api_key: str | None = field(default=None, repr=False)  # EMBEDDING_API_KEY
     embedding_timeout: float = 10.0  # EMBEDDING_TIMEOUT (seconds per request)
     embedding_deadline: float = 30.0  # EMBEDDING_DEADLINE (seconds per call, all retries)
     embedding_batch_size: int = 32  # EMBEDDING_BATCH_SIZE
@@ -131,7 +132,7 @@ class Settings:
     chunk_overlap: int = 48  # CHUNK_OVERLAP
     min_similarity: float = 0.83  # MIN_SIMILARITY
     # chat / LLM
-    openai_api_key: str | None = None  # OPENAI_API_KEY
+    openai_api_key: str | None = field(default=None, repr=False)  # OPENAI_API_KEY
     openai_base_url: str | None = None  # OPENAI_BASE_URL
     llm_model: str = "gpt-4o-mini"  # LLM_MODEL
     llm_timeout: float = 30.0  # LLM_TIMEOUT (seconds)
@@ -139,6 +140,7 @@ class Settings:
     llm_context_tokens: int = 8192  # LLM_CONTEXT_TOKENS
     llm_max_answer_tokens: int = 700  # LLM_MAX_ANSWER_TOKENS
     allowed_origins: tuple[str, ...] = ("*",)  # ALLOWED_ORIGINS
+    users: tuple[tuple[str, str], ...] = field(default=(), repr=False)  # ASSISTANT_USERS (name, scrypt hash)
 
     # Environment variable for each field, in README table order.
     ENV: ClassVar[dict[str, str]] = {
@@ -173,6 +175,7 @@ class Settings:
         "llm_context_tokens": "LLM_CONTEXT_TOKENS",
         "llm_max_answer_tokens": "LLM_MAX_ANSWER_TOKENS",
         "allowed_origins": "ALLOWED_ORIGINS",
+        "users": "ASSISTANT_USERS",
     }
 
     @property
@@ -242,6 +245,7 @@ class Settings:
             llm_context_tokens=_int("LLM_CONTEXT_TOKENS", 8192, 1024, 2_000_000),
             llm_max_answer_tokens=_int("LLM_MAX_ANSWER_TOKENS", 700, 32, 32000),
             allowed_origins=origins or ("*",),
+            users=parse_users(_env("ASSISTANT_USERS")),
         )
 
 

@@ -1,0 +1,125 @@
+"""Password login for a private deployment: salted scrypt hashes in `ASSISTANT_USERS`.
+
+A self-hoster who wants the chat (and its history) behind a login lists the people allowed in
+one environment variable, `ASSISTANT_USERS="alice:scrypt:...,bob:scrypt:..."`, each entry made by
+`python -m assistant hash-password alice`. Plain-text passwords are refused: the variable may end
+up in a dashboard, a shell history or a backup. Hashes are scrypt (memory-hard, in the standard
+library) with a random salt; checking compares in constant time, and an unknown user name costs
+the same hash as a known one, so timing says nothing about which names exist. Error messages
+never repeat the variable's value (a mistyped entry may be a real password).
+
+Stdlib only: `assistant.config` validates the variable with `parse_users`.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import re
+import secrets
+import threading
+from collections.abc import Mapping
+
+from assistant.retrieval.errors import ConfigError
+
+SCHEME = "scrypt"
+# 16 MiB and ~0.1 s a check on a small CPU: slow for guessing, cheap for one login.
+SCRYPT_N, SCRYPT_R, SCRYPT_P = 2**14, 8, 1
+SALT_BYTES = 16
+KEY_BYTES = 32
+MAX_PASSWORD_BYTES = 1024  # longer input is refused before hashing (no cost amplification)
+NAME = re.compile(r"^[^\s:,]{1,64}$")
+# At most two checks hash at once (each holds 16 MiB): a burst of logins queues instead of
+# pushing a 512 MB host out of memory.
+_HASHING = threading.BoundedSemaphore(2)
+
+
+def _b64(data: bytes) -> str:
+    return base64.urlsafe_b64encode(data).decode().rstrip("=")
+
+
+def _unb64(text: str) -> bytes:
+    return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
+
+
+def _scrypt(password: str, salt: bytes, n: int, r: int, p: int) -> bytes:
+    with _HASHING:
+        return hashlib.scrypt(password.encode(), salt=salt, n=n, r=r, p=p, dklen=KEY_BYTES,
+                              maxmem=256 * n * r + (1 << 20))
+
+
+def hash_password(password: str) -> str:
+    """A storable hash of `password`: `scrypt:N:r:p:salt:key` (URL-safe base64, no `$` to escape)."""
+    if not password:
+        raise ValueError("the password is empty")
+    if len(password.encode()) > MAX_PASSWORD_BYTES:
+        raise ValueError(f"the password is longer than {MAX_PASSWORD_BYTES} bytes")
+    salt = secrets.token_bytes(SALT_BYTES)
+    key = _scrypt(password, salt, SCRYPT_N, SCRYPT_R, SCRYPT_P)
+    return f"{SCHEME}:{SCRYPT_N}:{SCRYPT_R}:{SCRYPT_P}:{_b64(salt)}:{_b64(key)}"
+
+
+def _parse_hash(encoded: str) -> tuple[int, int, int, bytes, bytes] | None:
+    parts = encoded.split(":")
+    if len(parts) != 6 or parts[0] != SCHEME:
+        return None
+    try:
+        n, r, p = (int(x) for x in parts[1:4])
+        salt, key = _unb64(parts[4]), _unb64(parts[5])
+    except ValueError:
+        return None
+    if n < 2 or n & (n - 1) or not 1 <= r <= 64 or not 1 <= p <= 16 or n * r > 2**22:
+        return None
+    if len(salt) < 8 or len(key) < 16:
+        return None
+    return n, r, p, salt, key
+
+
+def verify_password(password: str, encoded: str) -> bool:
+    """Whether `password` matches the stored hash (constant-time comparison)."""
+    parsed = _parse_hash(encoded)
+    if parsed is None or len(password.encode()) > MAX_PASSWORD_BYTES:
+        return False
+    n, r, p, salt, key = parsed
+    return hmac.compare_digest(_scrypt(password, salt, n, r, p), key)
+
+
+def parse_users(raw: str | None, variable: str = "ASSISTANT_USERS") -> tuple[tuple[str, str], ...]:
+    """`name:hash` entries separated by commas or new lines; raises ConfigError naming the entry."""
+    users: dict[str, str] = {}
+    for number, entry in enumerate((e.strip() for e in re.split(r"[,\n]", raw or "")), start=1):
+        if not entry:
+            continue
+        name, sep, encoded = entry.partition(":")
+        name = name.strip()
+        if not sep or not NAME.match(name):
+            raise ConfigError(f"{variable}: entry {number} is not NAME:HASH (names have no spaces, ':' or ',')")
+        if _parse_hash(encoded.strip()) is None:
+            raise ConfigError(f"{variable}: the entry for {name!r} is not a password hash; make one with"
+                              f" `python -m assistant hash-password {name}` (plain passwords are not accepted)")
+        if name in users:
+            raise ConfigError(f"{variable}: {name!r} is listed twice")
+        users[name] = encoded.strip()
+    return tuple(users.items())
+
+
+class PasswordChecker:
+    """Checks a login against the configured users; unknown names cost a hash too."""
+
+    def __init__(self, users: Mapping[str, str] | tuple[tuple[str, str], ...]) -> None:
+        self._users = dict(users)
+        self._decoy: str | None = None  # made on the first unknown name (not at start-up)
+
+    def __bool__(self) -> bool:
+        return bool(self._users)
+
+    def check(self, username: str, password: str) -> str | None:
+        """The user's name if the password is right, else None (blocking: run it off the event loop)."""
+        name = (username or "").strip()
+        encoded = self._users.get(name)
+        if encoded is None and self._decoy is None:
+            self._decoy = hash_password(secrets.token_urlsafe(16))
+        # An unknown name is checked against the decoy, so a miss takes as long as a wrong password.
+        ok = verify_password(password or "", encoded or self._decoy or "")
+        return name if ok and encoded is not None else None

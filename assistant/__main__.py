@@ -1,4 +1,4 @@
-"""Command line: `python -m assistant ingest|search|db|serve`.
+"""Command line: `python -m assistant ingest|search|db|serve|hash-password`.
 
 `search` is the retrieval-only debug mode: it imports nothing from the chat stack, so it starts
 fast and small, and prints how each hit was found (vector rank and similarity, text rank, fused
@@ -51,12 +51,17 @@ def _parser() -> argparse.ArgumentParser:
     sv.add_argument("--host", default=os.environ.get("HOST", "127.0.0.1"))
     sv.add_argument("--port", default=os.environ.get("PORT", "8000"))
     sv.add_argument("--headless", action="store_true", help="do not open a browser")
+
+    hp = sub.add_parser("hash-password", help="make an ASSISTANT_USERS entry (asks for the password)")
+    hp.add_argument("user", help="the login name")
     return p
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     try:
+        if args.command == "hash-password":  # needs no (and must not fail on a broken) configuration
+            return cmd_hash_password(args)
         settings = Settings.from_env()
         if args.command == "ingest":
             return cmd_ingest(settings, args)
@@ -159,6 +164,29 @@ def cmd_db(settings: Settings, args: argparse.Namespace) -> int:
     print(f"full-text:       '{status['text_search_config']}' configuration")
     h = status["hnsw"]
     print(f"hnsw index:      m={h['m']} ef_construction={h['ef_construction']} ef_search={h['ef_search']}")
+    return 0
+
+
+def cmd_hash_password(args: argparse.Namespace) -> int:
+    """Print `NAME:HASH` for ASSISTANT_USERS; the password is typed twice, or read from a pipe."""
+    import getpass
+
+    from assistant.auth import NAME, hash_password
+
+    if not NAME.match(args.user):
+        raise QueryError(f"{args.user!r} cannot be a login name: use 1-64 characters without spaces, ':' or ','")
+    if sys.stdin.isatty():
+        password = getpass.getpass(f"Password for {args.user}: ")
+        if getpass.getpass("Again: ") != password:
+            raise QueryError("The two passwords differ; nothing was printed")
+    else:
+        password = sys.stdin.readline().rstrip("\r\n")
+    try:
+        encoded = hash_password(password)
+    except ValueError as err:
+        raise QueryError(f"Cannot use that password: {err}") from None
+    print(f"{args.user}:{encoded}")
+    print("Add this line to ASSISTANT_USERS (entries separated by commas).", file=sys.stderr)
     return 0
 
 

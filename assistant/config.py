@@ -122,6 +122,8 @@ class Settings:
     embedding_timeout: float = 10.0  # EMBEDDING_TIMEOUT (seconds per request)
     embedding_deadline: float = 30.0  # EMBEDDING_DEADLINE (seconds per call, all retries)
     embedding_batch_size: int = 32  # EMBEDDING_BATCH_SIZE
+    embedding_breaker_failures: int = 3  # EMBEDDING_BREAKER_FAILURES (0 = no circuit breaker)
+    embedding_breaker_cooldown: float = 30.0  # EMBEDDING_BREAKER_COOLDOWN (seconds)
     query_cache_size: int = 1024  # QUERY_CACHE_SIZE
     # retrieval
     text_search_config: str = "simple"  # TEXT_SEARCH_CONFIG
@@ -136,6 +138,7 @@ class Settings:
     openai_base_url: str | None = None  # OPENAI_BASE_URL
     llm_model: str = "gpt-4o-mini"  # LLM_MODEL
     llm_timeout: float = 30.0  # LLM_TIMEOUT (seconds)
+    llm_deadline: float = 120.0  # LLM_DEADLINE (seconds for one whole LLM call, retries and streaming included)
     llm_max_retries: int = 2  # LLM_MAX_RETRIES
     llm_context_tokens: int = 8192  # LLM_CONTEXT_TOKENS
     llm_max_answer_tokens: int = 700  # LLM_MAX_ANSWER_TOKENS
@@ -159,6 +162,8 @@ class Settings:
         "embedding_timeout": "EMBEDDING_TIMEOUT",
         "embedding_deadline": "EMBEDDING_DEADLINE",
         "embedding_batch_size": "EMBEDDING_BATCH_SIZE",
+        "embedding_breaker_failures": "EMBEDDING_BREAKER_FAILURES",
+        "embedding_breaker_cooldown": "EMBEDDING_BREAKER_COOLDOWN",
         "query_cache_size": "QUERY_CACHE_SIZE",
         "text_search_config": "TEXT_SEARCH_CONFIG",
         "top_k": "TOP_K",
@@ -171,6 +176,7 @@ class Settings:
         "openai_base_url": "OPENAI_BASE_URL",
         "llm_model": "LLM_MODEL",
         "llm_timeout": "LLM_TIMEOUT",
+        "llm_deadline": "LLM_DEADLINE",
         "llm_max_retries": "LLM_MAX_RETRIES",
         "llm_context_tokens": "LLM_CONTEXT_TOKENS",
         "llm_max_answer_tokens": "LLM_MAX_ANSWER_TOKENS",
@@ -229,6 +235,8 @@ class Settings:
             embedding_timeout=_float("EMBEDDING_TIMEOUT", 10.0, 0.1, 600),
             embedding_deadline=_float("EMBEDDING_DEADLINE", 30.0, 0.1, 3600),
             embedding_batch_size=_int("EMBEDDING_BATCH_SIZE", 32, 1, 1024),
+            embedding_breaker_failures=_int("EMBEDDING_BREAKER_FAILURES", 3, 0, 1000),
+            embedding_breaker_cooldown=_float("EMBEDDING_BREAKER_COOLDOWN", 30.0, 0.0, 86400),
             query_cache_size=_int("QUERY_CACHE_SIZE", 1024, 0, 1_000_000),
             text_search_config=text_config,
             top_k=_int("TOP_K", 5, 1, 50),
@@ -241,6 +249,7 @@ class Settings:
             openai_base_url=_env("OPENAI_BASE_URL"),
             llm_model=_env("LLM_MODEL") or "gpt-4o-mini",
             llm_timeout=_float("LLM_TIMEOUT", 30.0, 0.1, 600),
+            llm_deadline=_float("LLM_DEADLINE", 120.0, 1.0, 3600),
             llm_max_retries=_int("LLM_MAX_RETRIES", 2, 0, 10),
             llm_context_tokens=_int("LLM_CONTEXT_TOKENS", 8192, 1024, 2_000_000),
             llm_max_answer_tokens=_int("LLM_MAX_ANSWER_TOKENS", 700, 32, 32000),

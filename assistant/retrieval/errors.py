@@ -27,6 +27,10 @@ class EmbeddingError(AssistantError):
         self.retryable = retryable
 
 
+class CircuitOpenError(EmbeddingError):
+    """The provider failed repeatedly, so it is not being called for a while (no request was made)."""
+
+
 class DatabaseError(AssistantError):
     """The database is unreachable, misconfigured or lacks pgvector."""
 

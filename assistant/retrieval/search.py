@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from assistant.retrieval.errors import EmbeddingError, QueryError
+from assistant.retrieval.errors import CircuitOpenError, EmbeddingError, QueryError
 from assistant.retrieval.filters import Filters, parse_filters
 from assistant.retrieval.types import SEARCH_MODES, Hit, SearchResult
 
@@ -55,6 +55,14 @@ def rrf_fuse(lists: Iterable[list[Hit]], k: int, rrf_k: int = 60) -> list[Hit]:
         hit.rank, hit.score = rank, scores[cid]
         fused.append(hit)
     return fused
+
+
+def _log_fallback(err: EmbeddingError) -> None:
+    """Warn per failed embedding; with the circuit breaker open the breaker has said it once."""
+    if isinstance(err, CircuitOpenError):
+        log.debug("embedder paused, full-text search only: %s", err)
+    else:
+        log.warning("embedding failed, falling back to full-text search: %s", err)
 
 
 class Retriever:
@@ -107,7 +115,7 @@ class Retriever:
                 vector = self.embedder.embed_query(text)
             except EmbeddingError as err:
                 degraded_reason = str(err)
-                log.warning("embedding failed, falling back to full-text search: %s", err)
+                _log_fallback(err)
             timings["embed_ms"] = (time.perf_counter() - t0) * 1000
         return self._search_with_vector(text, k, mode, flt, vector, degraded_reason, notices, timings)
 
@@ -123,7 +131,7 @@ class Retriever:
                 vector = await self.embedder.aembed_query(text)
             except EmbeddingError as err:
                 degraded_reason = str(err)
-                log.warning("embedding failed, falling back to full-text search: %s", err)
+                _log_fallback(err)
             timings["embed_ms"] = (time.perf_counter() - t0) * 1000
         return await asyncio.to_thread(
             self._search_with_vector, text, k, mode, flt, vector, degraded_reason, notices, timings

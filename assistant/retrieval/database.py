@@ -10,11 +10,13 @@ from __future__ import annotations
 import json
 import logging
 import os
+import re
 import sys
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
+from urllib.parse import unquote
 
 import psycopg
 from psycopg import conninfo
@@ -38,6 +40,39 @@ class DatabaseLocation:
     embedded: bool
 
 
+def url_secrets(url: str) -> list[str]:
+    """The password in a connection string, and the pieces of it a driver may quote, longest first.
+
+    A password with an unencoded `@`, `:` or `/` makes libpq read part of it as the host or port
+    (`failed to resolve host 'rest-of-password@db.example.com'`), and a bad `%` escape is quoted
+    whole: messages built from driver errors must have all of these taken out.
+    """
+    found: set[str] = set()
+    try:
+        password = conninfo.conninfo_to_dict(url).get("password")
+        if password:
+            found.add(str(password))
+    except psycopg.ProgrammingError:
+        pass
+    _, sep, rest = url.partition("://")
+    authority = rest.split("?", 1)[0]
+    if sep and "@" in authority:
+        _, colon, raw = authority.rsplit("@", 1)[0].partition(":")
+        if colon and raw:
+            found.update({raw, unquote(raw)})
+            found.update(piece for piece in re.split(r"[@:/%]", raw) if len(piece) >= 3)
+    for match in re.finditer(r"password\s*=\s*('(?:[^'\\]|\\.)*'|\S+)", url):
+        found.add(match.group(1).strip("'"))
+    return sorted((s for s in found if s), key=len, reverse=True)
+
+
+def redact(text: str, url: str | None) -> str:
+    """`text` with the password of `url` (and any piece of it) replaced by `***`."""
+    for secret in url_secrets(url) if url else ():
+        text = text.replace(secret, "***")
+    return text
+
+
 def describe_url(url: str) -> str:
     """`host:port/dbname` of a connection string, without credentials, for messages."""
     try:
@@ -48,8 +83,8 @@ def describe_url(url: str) -> str:
     port = str(params.get("port") or "5432")
     db = str(params.get("dbname") or params.get("user") or "")
     if host.startswith("/"):
-        return f"socket {host}" + (f"/{db}" if db else "")
-    return f"{host}:{port}" + (f"/{db}" if db else "")
+        return redact(f"socket {host}" + (f"/{db}" if db else ""), url)
+    return redact(f"{host}:{port}" + (f"/{db}" if db else ""), url)
 
 
 def start_embedded(data_dir: Path, *, announce: bool = True) -> DatabaseLocation:
@@ -141,17 +176,29 @@ def connect(location: DatabaseLocation, *, timeout: int = 5, autocommit: bool = 
     except psycopg.OperationalError as err:
         raise DatabaseError(unreachable_message(location, err)) from None
     except psycopg.ProgrammingError as err:
-        raise DatabaseError(f"DATABASE_URL is not a valid connection string: {first_line(err)}") from None
+        reason = redact(first_line(err), location.url)
+        hint = _encoding_hint(location.url, reason)
+        raise DatabaseError(f"DATABASE_URL is not a valid connection string: {reason}{hint}") from None
+
+
+def _encoding_hint(url: str, reason: str) -> str:
+    """A hint when the password in a URL was probably not percent-encoded."""
+    _, sep, rest = url.partition("://")
+    userinfo = rest.split("?", 1)[0].rpartition("@")[0] if sep else ""
+    if "@" in userinfo or "/" in userinfo or userinfo.count(":") > 1 or "percent-encod" in reason:
+        return " (write @ : / % in the password as %40 %3A %2F %25)"
+    return ""
 
 
 def unreachable_message(location: DatabaseLocation, err: BaseException) -> str:
-    """One line for a failed connection: what, where, and the driver's reason."""
-    reason = first_line(err)
+    """One line for a failed connection: what, where, and the driver's reason (never the password)."""
+    reason = redact(first_line(err), location.url)
     if "password authentication failed" in reason:
         return f"PostgreSQL at {location.description} rejected the password: check DATABASE_URL"
     if "does not exist" in reason and "database" in reason:
         return f"PostgreSQL at {location.description}: {reason}; create it or fix DATABASE_URL"
-    return f"Cannot reach PostgreSQL at {location.description} ({reason}); check DATABASE_URL and that the server is up"
+    return (f"Cannot reach PostgreSQL at {location.description} ({reason}); check DATABASE_URL and that the server"
+            f" is up{_encoding_hint(location.url, reason)}")
 
 
 def first_line(err: BaseException) -> str:

@@ -4,19 +4,30 @@ Any server speaking `/v1/chat/completions` works (OpenAI, Ollama, vLLM, LiteLLM,
 429/5xx/timeouts are the `openai` client's own (`LLM_MAX_RETRIES`, honouring `Retry-After`);
 whatever still fails becomes an `LLMError` whose text says what to check, so the chat can show it
 in one line and fall back to an extractive answer.
+
+LLM_TIMEOUT bounds each request and each wait between streamed chunks, which does not bound a
+server that trickles tokens forever; so every call also has a total deadline (LLM_DEADLINE,
+retries and streaming included), after which it ends with an `LLMError` of kind "deadline".
+Anything else that breaks mid-stream (a dropped connection, a malformed event) is mapped too:
+no exception but `LLMError` leaves this module.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
+
+import httpx
 
 from assistant.config import Settings
 from assistant.retrieval.errors import AssistantError
 
 log = logging.getLogger(__name__)
+
+T = TypeVar("T")
 
 
 class LLMError(AssistantError):
@@ -24,7 +35,8 @@ class LLMError(AssistantError):
 
     def __init__(self, message: str, *, kind: str, status: int | None = None) -> None:
         super().__init__(message)
-        self.kind = kind  # auth | not_found | rate_limit | server | timeout | connection | bad_request | other
+        # auth | not_found | rate_limit | server | timeout | deadline | connection | bad_request | other
+        self.kind = kind
         self.status = status
 
 
@@ -103,7 +115,35 @@ def map_error(exc: BaseException, settings: Settings) -> LLMError:
         )
     if isinstance(exc, openai.OpenAIError):
         return LLMError(f"The language model call failed: {' '.join(str(exc).split())[:160]}", kind="other")
+    # Raised while reading a stream, where the openai client passes transport and parsing errors on.
+    if isinstance(exc, httpx.TimeoutException):
+        return LLMError(
+            f"The language model timed out after {settings.llm_timeout:g} s (LLM_TIMEOUT)", kind="timeout"
+        )
+    if isinstance(exc, httpx.TransportError):
+        return LLMError(f"The connection to the language model at {where} broke off", kind="connection")
+    if isinstance(exc, ValueError):  # json.JSONDecodeError and friends: not an OpenAI-compatible stream
+        return LLMError(
+            f"The language model at {where} sent a malformed answer; check OPENAI_BASE_URL", kind="other"
+        )
     return LLMError(f"The language model call failed ({type(exc).__name__})", kind="other")
+
+
+def deadline_error(settings: Settings) -> LLMError:
+    """The error for a call that ran past LLM_DEADLINE."""
+    return LLMError(f"The language model took longer than LLM_DEADLINE={settings.llm_deadline:g} s", kind="deadline")
+
+
+async def _before(deadline: float, awaitable: Awaitable[T], settings: Settings) -> T:
+    """Await `awaitable` until the loop time `deadline`, then raise the deadline LLMError."""
+    timeout = asyncio.timeout_at(deadline)
+    try:
+        async with timeout:
+            return await awaitable
+    except TimeoutError:
+        if timeout.expired():
+            raise deadline_error(settings) from None
+        raise
 
 
 class LLMClient:
@@ -127,19 +167,27 @@ class LLMClient:
     async def stream_chat(
         self, messages: list[dict[str, str]], *, max_tokens: int, temperature: float = 0.2
     ) -> AsyncIterator[Delta]:
-        """Stream the answer as Deltas; raises LLMError (before or during the stream)."""
-        import openai
+        """Stream the answer as Deltas; raises LLMError (before or during the stream, or at LLM_DEADLINE).
 
+        The deadline is checked while waiting for the server only, never while the consumer
+        holds a yielded Delta, so a slow consumer is not mistaken for a slow model.
+        """
+        deadline = asyncio.get_running_loop().time() + self.settings.llm_deadline
         stream = None
         try:
-            stream = await self._client.chat.completions.create(
+            stream = await _before(deadline, self._client.chat.completions.create(
                 model=self.model,
                 messages=messages,
                 max_tokens=max_tokens,
                 temperature=temperature,
                 stream=True,
-            )
-            async for chunk in stream:
+            ), self.settings)
+            chunks = stream.__aiter__()
+            while True:
+                try:
+                    chunk = await _before(deadline, anext(chunks), self.settings)
+                except StopAsyncIteration:
+                    break
                 choices = getattr(chunk, "choices", None) or []
                 if not choices:
                     continue
@@ -148,8 +196,11 @@ class LLMClient:
                 text = (getattr(delta, "content", None) or "") if delta is not None else ""
                 if text or choice.finish_reason:
                     yield Delta(text, choice.finish_reason)
-        except openai.OpenAIError as exc:
-            raise map_error(exc, self.settings) from exc
+        except Exception as exc:  # openai, transport and parsing errors alike become one-line LLMErrors
+            error = map_error(exc, self.settings)
+            if error.kind == "other":
+                log.warning("unexpected LLM stream failure", exc_info=True)
+            raise error from exc
         finally:
             if stream is not None:
                 try:
@@ -158,14 +209,13 @@ class LLMClient:
                     log.debug("closing the LLM stream failed", exc_info=True)
 
     async def complete(self, messages: list[dict[str, str]], *, max_tokens: int, temperature: float = 0.0) -> str:
-        """One non-streamed completion (used to condense follow-up questions)."""
-        import openai
-
+        """One non-streamed completion (used to condense follow-up questions), bounded by LLM_DEADLINE."""
+        deadline = asyncio.get_running_loop().time() + self.settings.llm_deadline
         try:
-            response = await self._client.chat.completions.create(
+            response = await _before(deadline, self._client.chat.completions.create(
                 model=self.model, messages=messages, max_tokens=max_tokens, temperature=temperature
-            )
-        except openai.OpenAIError as exc:
+            ), self.settings)
+        except Exception as exc:
             raise map_error(exc, self.settings) from exc
         choices = getattr(response, "choices", None) or []
         if not choices or choices[0].message is None:

@@ -78,7 +78,14 @@ def is_relevant(result: SearchResult, min_similarity: float) -> bool:
 
 
 def _lower_first(text: str) -> str:
-    return text[:1].lower() + text[1:] if text[:2] != text[:2].upper() else text
+    """Lower-case a leading sentence word ("The model" -> "the model"), not a name ("Hugging Face", "OpenAI")."""
+    words = text.split(" ", 2)
+    first = words[0]
+    if not first[:1].isupper() or (first[1:] and not first[1:].islower()):
+        return text
+    if len(words) > 1 and words[1][:1].isupper():
+        return text
+    return first[:1].lower() + text[1:]
 
 
 class ChatPipeline:
@@ -272,6 +279,10 @@ class ChatPipeline:
             notices.append("Your question was shortened to fit the language model's context window.")
 
         filt = StreamingCitationFilter(len(prompt.sources))
+        # A safety net for servers that ignore max_tokens and never stop: counted with our own
+        # (possibly different) tokenizer, hence the generous margin over the requested length.
+        token_cap = 2 * prompt.max_answer_tokens + 32
+        streamed_tokens = 0
         parts: list[str] = []
         lead = ""  # leading whitespace is held so that "nothing arrived" means no Token at all
         finish: str | None = None
@@ -295,6 +306,11 @@ class ChatPipeline:
                         out = take(filt.feed(delta.text))
                         if out:
                             yield Token(out)
+                        streamed_tokens += self.counter.count(delta.text)
+                        if streamed_tokens > token_cap:
+                            log.warning("LLM answer passed %d tokens without stopping; cut off", token_cap)
+                            finish = "length"
+                            break
                     if delta.finish_reason:
                         finish = delta.finish_reason
         except LLMError as err:

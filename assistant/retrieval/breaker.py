@@ -108,7 +108,7 @@ class CircuitBreaker:
             wait = max(0.0, self.cooldown - (now - self._opened_at)) if self._state == OPEN else 0.0
             when = f"next try in {wait:.0f} s" if wait >= 1 else "a trial call is under way"
             raise CircuitOpenError(
-                f"{self.name} is not being called after {self._consecutive} failures in a row ({when}); "
+                f"{self.name} is paused after {self._consecutive} failures in a row, {when}; "
                 f"last error: {self._last_error}",
                 retryable=True,
             )

@@ -14,13 +14,21 @@ Faults are scripted with `server.script(...)`; each request consumes one (then n
     ("status", code, body)                 ... with that JSON body (e.g. 503 + estimated_time)
     ("status", code, body, headers)        ... and extra headers (e.g. {"Retry-After": "1"})
     ("delay", seconds)                     sleep, then answer normally (forces client timeouts)
+    ("hang",)                              never answer (until the client gives up or the server stops)
     ("drop",)                              close the connection without an answer
     ("garbage",)                           200 with an HTML body
+    ("badjson",)                           200, `application/json`, but the JSON is cut off mid-array
     ("shape", "1d" | "2d" | "3d")          HF answer shape (1d = first vector only; 3d = tokens)
     ("dim", n)                             cut every vector to n numbers
     ("shuffle",)                           OpenAI: list `data` in reverse index order
 
-Every request is recorded in `server.requests` (method, path, headers, parsed JSON body).
+Outages last until healed; they apply once the script queue is empty:
+    server.fail(fault)                     every request gets `fault` (e.g. ("status", 503))
+    server.flap(fault, healthy=1, failing=1)   cycle: `healthy` normal answers, then `failing` faults
+    server.heal()                          back to normal service (the script queue is cleared too)
+
+Every request is recorded in `server.requests` (method, path, headers, parsed JSON body, arrival
+time); `server.request_count` counts them (tests prove retries, backoff and the breaker with it).
 Set `server.require_token = "secret"` to answer 401 unless `Authorization: Bearer secret`.
 
 Use from any test module:  `from tests.fakes.embedding_server import embedding_server  # noqa: F401`
@@ -58,6 +66,7 @@ class Recorded:
     path: str
     headers: dict[str, str]  # names lower-cased
     body: Any  # parsed JSON, or None when the body was not JSON
+    at: float = 0.0  # time.monotonic() on arrival
 
 
 class _PrefixMissing(ValueError):
@@ -121,7 +130,9 @@ class _Handler(BaseHTTPRequestHandler):
             body = json.loads(raw or b"null")
         except ValueError:
             body = None
-        fake.requests.append(Recorded("POST", self.path, {k.lower(): v for k, v in self.headers.items()}, body))
+        fake.requests.append(
+            Recorded("POST", self.path, {k.lower(): v for k, v in self.headers.items()}, body, time.monotonic())
+        )
         fault = fake.next_fault()
         kind = fault[0] if fault else None
         if kind == "status":
@@ -131,11 +142,18 @@ class _Handler(BaseHTTPRequestHandler):
             return
         if kind == "delay":
             time.sleep(fault[1])
+        if kind == "hang":
+            fake.stopping.wait(120)
+            self.close_connection = True
+            return
         if kind == "drop":
             self.close_connection = True
             return
         if kind == "garbage":
             self._send(200, b"<html><body>Bad gateway, maybe</body></html>", "text/html")
+            return
+        if kind == "badjson":
+            self._send(200, b"[[0.0123, -0.0456, 0.07", "application/json")
             return
         if fake.require_token and self.headers.get("Authorization") != f"Bearer {fake.require_token}":
             self._json(401, {"error": "Invalid credentials in Authorization header"})
@@ -199,7 +217,10 @@ class EmbeddingServer:
         self.requests: list[Recorded] = []
         self.require_token: str | None = None
         self._faults: deque[tuple[Any, ...]] = deque()
+        self._cycle: list[tuple[Any, ...] | None] = []  # a lasting outage pattern (fail / flap)
+        self._cycle_pos = 0
         self._lock = threading.Lock()
+        self.stopping = threading.Event()
         self._httpd = _HTTPServer((host, port), _Handler)
         self._httpd.fake = self
         self._thread: threading.Thread | None = None
@@ -224,9 +245,38 @@ class EmbeddingServer:
         with self._lock:
             self._faults.extend(faults)
 
+    def fail(self, fault: tuple[Any, ...]) -> None:
+        """Answer every request with `fault` (after any scripted ones) until heal()."""
+        self.flap(fault, healthy=0, failing=1)
+
+    def flap(self, fault: tuple[Any, ...], *, healthy: int = 1, failing: int = 1) -> None:
+        """Alternate, per request: `healthy` normal answers, then `failing` times `fault`, until heal()."""
+        if healthy < 0 or failing < 1:
+            raise ValueError("flap needs healthy >= 0 and failing >= 1")
+        with self._lock:
+            self._cycle = [None] * healthy + [fault] * failing
+            self._cycle_pos = 0
+
+    def heal(self) -> None:
+        """End an outage: no scripted faults, no fail/flap pattern."""
+        with self._lock:
+            self._faults.clear()
+            self._cycle = []
+
+    @property
+    def request_count(self) -> int:
+        """Requests received so far (any route, answered or not)."""
+        return len(self.requests)
+
     def next_fault(self) -> tuple[Any, ...] | None:
         with self._lock:
-            return self._faults.popleft() if self._faults else None
+            if self._faults:
+                return self._faults.popleft()
+            if self._cycle:
+                fault = self._cycle[self._cycle_pos % len(self._cycle)]
+                self._cycle_pos += 1
+                return fault
+            return None
 
     @property
     def pending_faults(self) -> int:
@@ -254,6 +304,7 @@ class EmbeddingServer:
         return self
 
     def stop(self) -> None:
+        self.stopping.set()  # releases hanging requests
         self._httpd.shutdown()
         self._httpd.server_close()
         if self._thread:

@@ -18,6 +18,10 @@ Each chat request consumes one scripted action (then the default applies):
     ("stall", seconds)                       wait, then answer by default (forces client timeouts)
     ("cut", text | [chunks])                 stream some chunks, then drop the connection (no [DONE])
     ("length", text | [chunks])              stream, ending with finish_reason "length"
+    ("endless", piece, interval=0.0)         stream `piece` again and again, every `interval` seconds,
+                                             never finishing (ignores max_tokens) until the client leaves
+    ("badsse", text)                         stream `text`, then an event whose data is not JSON
+    ("error_event", text, message)           stream `text`, then an OpenAI-style {"error": {message}} event
     ("condense", text)                       the reply to a (non-streamed) condense request
     ("drop",)                                close the connection without any response
 Default: a condense request (a line "Follow-up question: ...") gets that question back unchanged;
@@ -64,6 +68,7 @@ class Recorded:
     path: str
     headers: dict[str, str]  # names lower-cased
     body: Any  # parsed JSON, or None
+    at: float = 0.0  # time.monotonic() on arrival (shows retry back-off)
 
     @property
     def messages(self) -> list[dict[str, Any]]:
@@ -193,7 +198,7 @@ class _Handler(BaseHTTPRequestHandler):
             self._json(404, {"error": {"message": f"no route {self.path}", "type": "not_found"}})
             return
         fake.requests.append(
-            Recorded("POST", self.path, {k.lower(): v for k, v in self.headers.items()}, body)
+            Recorded("POST", self.path, {k.lower(): v for k, v in self.headers.items()}, body, time.monotonic())
         )
         if fake.require_key is not None and self.headers.get("Authorization") != f"Bearer {fake.require_key}":
             self._error(401, "Incorrect API key provided.", "invalid_api_key")
@@ -230,6 +235,10 @@ class _Handler(BaseHTTPRequestHandler):
             if self.server.fake.stopping.wait(float(action[1])):
                 return
             kind, action = "default", None
+
+        if stream and kind in ("endless", "badsse", "error_event"):
+            self._misbehave(model, action)
+            return
 
         delay: Any = 0.0
         finish = "stop"
@@ -276,6 +285,40 @@ class _Handler(BaseHTTPRequestHandler):
         except (BrokenPipeError, ConnectionResetError):
             self.close_connection = True
 
+    def _start_stream(self, model: str) -> None:
+        self.send_response(200)
+        self.send_header("Content-Type", "text/event-stream")
+        self.send_header("Cache-Control", "no-cache")
+        self.send_header("Transfer-Encoding", "chunked")
+        self.end_headers()
+        self._event(_chunk(model, "", role=True))
+
+    def _misbehave(self, model: str, action: tuple[Any, ...]) -> None:
+        """The streams a well-behaved server never sends (see the module docstring)."""
+        kind = action[0]
+        stopping = self.server.fake.stopping
+        try:
+            self._start_stream(model)
+            if kind == "endless":
+                piece = str(action[1])
+                interval = float(action[2]) if len(action) > 2 else 0.0
+                while not stopping.is_set():
+                    self._event(_chunk(model, piece))
+                    self.server.fake.streamed += 1
+                    if interval and stopping.wait(interval):
+                        break
+                return
+            for piece in split_tokens(str(action[1])):
+                self._event(_chunk(model, piece))
+            if kind == "badsse":
+                self._write_chunk(b'data: {"id": "chatcmpl-fake", "choices": [{"delta": {"content": "x\n\n')
+            else:
+                message = str(action[2]) if len(action) > 2 else "The server had an error"
+                self._event({"error": {"message": message, "type": "server_error"}})
+            self._write_chunk(b"")
+        except (BrokenPipeError, ConnectionResetError):
+            self.close_connection = True
+
     def _abort(self) -> None:
         """Close the socket at once, mid-response (no terminating chunk)."""
         self.close_connection = True
@@ -306,6 +349,7 @@ class FakeLLMServer:
         self.requests: list[Recorded] = []
         self.require_key: str | None = None
         self.stopping = threading.Event()
+        self.streamed = 0  # pieces sent by "endless" streams (shows the client stopped reading)
 
     @property
     def url(self) -> str:

@@ -20,11 +20,12 @@ import chainlit as cl  # noqa: E402
 from chainlit.server import app as server_app  # noqa: E402
 
 from assistant.config import Settings  # noqa: E402
-from assistant.datalayer import ChatDataLayer, ensure_chat_schema  # noqa: E402
+from assistant.datalayer import ChatDataLayer, ensure_chat_schema, install_user_scope  # noqa: E402
 from assistant.health import HealthChecker, install_healthz  # noqa: E402
 from assistant.retrieval.database import stop_embedded  # noqa: E402
 from assistant.ui import turn  # noqa: E402
 from assistant.ui.cors import apply_allowed_origins  # noqa: E402
+from assistant.ui.login import enable_password_login  # noqa: E402
 from assistant.ui.runtime import Runtime  # noqa: E402
 
 settings = Settings.from_env()
@@ -32,6 +33,8 @@ runtime = Runtime(settings)  # one Retriever + ChatPipeline per process, shared 
 runtime.on_ready(lambda retriever: ensure_chat_schema(retriever.store))
 apply_allowed_origins(settings.allowed_origins)  # ALLOWED_ORIGINS -> CORS of the running server
 install_healthz(server_app, HealthChecker(lambda: runtime))
+enable_password_login(settings)  # ASSISTANT_USERS set: Chainlit's login form; else an open chat
+install_user_scope(server_app)  # history and ratings are read and changed only by their owner
 
 
 @cl.data_layer

@@ -9,6 +9,14 @@ answer and the sources that were shown (a snapshot: documents may be re-ingested
 
 Writes Chainlit fires in the background (steps, elements) log a warning when the database is
 away instead of failing the chat; feedback raises, so the user sees it was not saved.
+
+Conversations belong to the user who had them. Every method acts for `acting_user()`: the user
+signed in on this HTTP request (recorded by `install_user_scope`) or in this chat session. A user
+reads, lists, renames and deletes only their own threads, and rates or un-rates only messages in
+them; a write into someone else's thread is refused (logged, or `AccessDenied` for feedback).
+Chainlit itself checks thread authors on most routes, but not on `/feedback`, and checks at
+connect time with no user in scope: calls without a signed-in user (no login configured,
+Chainlit's own checks, maintenance code) are not restricted.
 """
 
 from __future__ import annotations
@@ -16,11 +24,14 @@ from __future__ import annotations
 import asyncio
 import logging
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, TypeVar
 
 import psycopg
+from chainlit.context import context_var
 from chainlit.data.base import BaseDataLayer
 from chainlit.data.utils import queue_until_user_message
 from chainlit.types import Feedback, PageInfo, PaginatedResponse, Pagination, ThreadDict, ThreadFilter
@@ -41,6 +52,78 @@ log = logging.getLogger(__name__)
 T = TypeVar("T")
 
 NAME_LIMIT = 255
+
+_acting_user: ContextVar[str | None] = ContextVar("assistant_acting_user", default=None)
+
+
+class AccessDenied(AssistantError):
+    """The signed-in user asked for another user's conversation or rating."""
+
+
+def acting_user() -> str | None:
+    """The identifier of the user this call acts for, or None when nobody is signed in."""
+    who = _acting_user.get()
+    if who:
+        return who
+    ctx = context_var.get(None)  # a chat session (websocket) carries its authenticated user
+    user = getattr(getattr(ctx, "session", None), "user", None)
+    return getattr(user, "identifier", None) or None
+
+
+@contextmanager
+def acting_as(identifier: str) -> Iterator[None]:
+    """Run data layer calls on behalf of `identifier` (tests, maintenance scripts)."""
+    token = _acting_user.set(identifier)
+    try:
+        yield
+    finally:
+        _acting_user.reset(token)
+
+
+def install_user_scope(app: Any) -> None:
+    """Record the user Chainlit authenticated on each HTTP request, for the data layer's scoping.
+
+    Chainlit's routes take the user from its `get_current_user` dependency but do not pass it to
+    the data layer (and `/feedback` checks nothing). Overriding that dependency with one that
+    calls it and remembers the identifier in a context variable scopes every data layer call the
+    route makes. FastAPI runs an async dependency in the route's own task, so it is per request.
+    """
+    from chainlit.auth import get_current_user, reuseable_oauth
+    from fastapi import Depends
+
+    async def current_user(token: str | None = Depends(reuseable_oauth)) -> Any:
+        user = await get_current_user(token)  # type: ignore[arg-type]
+        if user is not None:
+            _acting_user.set(user.identifier)
+        return user
+
+    app.dependency_overrides[get_current_user] = current_user
+
+
+def _writable_thread(conn: psycopg.Connection, thread_id: str | None, me: str | None) -> bool:
+    """Make sure the thread row exists (owned by `me` when new); whether `me` may write to it."""
+    if not thread_id:
+        return True
+    if me is None:
+        conn.execute("INSERT INTO chat_threads (id) VALUES (%s) ON CONFLICT DO NOTHING", (thread_id,))
+        return True
+    row = conn.execute(
+        """WITH made AS (
+               INSERT INTO chat_threads (id, user_id, user_identifier)
+               VALUES (%(id)s, (SELECT id FROM chat_users WHERE identifier = %(me)s), %(me)s)
+               ON CONFLICT (id) DO NOTHING RETURNING user_identifier)
+           SELECT user_identifier FROM made
+           UNION ALL SELECT user_identifier FROM chat_threads WHERE id = %(id)s""",
+        {"id": thread_id, "me": me},
+    ).fetchone()
+    return row is None or row[0] in (None, me)
+
+
+# SQL conditions: `%(me)s` is acting_user(); NULL means unrestricted.
+_MINE = "(%(me)s::text IS NULL OR user_identifier = %(me)s)"  # on chat_threads
+_OWN_THREAD = "(%(me)s::text IS NULL OR {col} IN (SELECT id FROM chat_threads WHERE user_identifier = %(me)s))"
+_NOT_OTHERS_THREAD = ("(%(me)s::text IS NULL OR {col} IS NULL OR NOT EXISTS (SELECT 1 FROM chat_threads o"
+                      " WHERE o.id = {col} AND o.user_identifier <> %(me)s))")
 
 # Append only: never edit a shipped step (migrate() applies the ones a database has not seen).
 CHAT_SCHEMA_STEPS: list[str] = [
@@ -210,12 +293,22 @@ class ChatDataLayer(BaseDataLayer):
         step and its child assistant messages: the one carrying our metadata wins.
         """
         feedback_id = feedback.id or str(uuid.uuid4())
+        me = acting_user()
 
         def q(conn: psycopg.Connection) -> str:
+            # The rated step's own thread decides whose rating this is, not the thread id the client sent.
+            target = conn.execute(
+                "SELECT coalesce((SELECT thread_id FROM chat_steps WHERE id = %s), %s::text)",
+                (feedback.forId, feedback.threadId),
+            ).fetchone()
+            if me is not None and not conn.execute(
+                "SELECT 1 FROM chat_threads WHERE id = %s AND user_identifier = %s", (target[0], me)
+            ).fetchone():
+                raise AccessDenied("That message is not in one of your conversations; the rating was not saved")
             row = conn.execute(
                 """
                 INSERT INTO chat_feedback (id, step_id, thread_id, value, comment, question, answer, sources)
-                SELECT %(id)s, %(step)s, coalesce(%(thread)s, r.thread_id), %(value)s, %(comment)s,
+                SELECT %(id)s, %(step)s, coalesce(r.thread_id, %(thread)s), %(value)s, %(comment)s,
                        coalesce(a.metadata->>'question', nullif(r.input, ''),
                                 (SELECT u.output FROM chat_steps u
                                   WHERE u.thread_id = a.thread_id AND u.type = 'user_message'
@@ -246,8 +339,11 @@ class ChatDataLayer(BaseDataLayer):
         return await self._run(q)
 
     async def delete_feedback(self, feedback_id: str) -> bool:
+        me = acting_user()
+
         def q(conn: psycopg.Connection) -> bool:
-            return conn.execute("DELETE FROM chat_feedback WHERE id = %s", (feedback_id,)).rowcount > 0
+            sql = "DELETE FROM chat_feedback WHERE id = %(id)s AND " + _OWN_THREAD.format(col="thread_id")
+            return conn.execute(sql, {"id": feedback_id, "me": me}).rowcount > 0
 
         return await self._run(q)
 
@@ -256,10 +352,12 @@ class ChatDataLayer(BaseDataLayer):
     @queue_until_user_message()
     async def create_element(self, element: Element) -> None:
         d = element.to_dict()
+        me = acting_user()
 
         def q(conn: psycopg.Connection) -> None:
-            if d.get("threadId"):
-                conn.execute("INSERT INTO chat_threads (id) VALUES (%s) ON CONFLICT DO NOTHING", (d["threadId"],))
+            if not _writable_thread(conn, d.get("threadId"), me):
+                log.warning("refused to save an element into another user's thread %s", d.get("threadId"))
+                return
             conn.execute(
                 """INSERT INTO chat_elements (id, thread_id, for_id, type, name, display, mime, url, chainlit_key,
                                               object_key, language, page, size, props)
@@ -267,7 +365,8 @@ class ChatDataLayer(BaseDataLayer):
                            %(chainlitKey)s, %(objectKey)s, %(language)s, %(page)s, %(size)s, %(props)s)
                    ON CONFLICT (id) DO UPDATE SET for_id = EXCLUDED.for_id, name = EXCLUDED.name,
                      display = EXCLUDED.display, url = EXCLUDED.url, chainlit_key = EXCLUDED.chainlit_key,
-                     props = EXCLUDED.props""",
+                     props = EXCLUDED.props
+                   WHERE chat_elements.thread_id IS NOT DISTINCT FROM EXCLUDED.thread_id""",
                 {**{k: d.get(k) for k in ("id", "threadId", "forId", "type", "name", "display", "mime", "url",
                                           "chainlitKey", "objectKey", "language", "page", "size")},
                  "props": Jsonb(d.get("props")) if d.get("props") is not None else None},
@@ -276,28 +375,38 @@ class ChatDataLayer(BaseDataLayer):
         await self._background("an element", q)
 
     async def get_element(self, thread_id: str, element_id: str) -> ElementDict | None:
+        me = acting_user()
+
         def q(conn: psycopg.Connection) -> dict[str, Any] | None:
             with conn.cursor(row_factory=dict_row) as cur:
-                return cur.execute("SELECT * FROM chat_elements WHERE id = %s AND thread_id = %s",
-                                   (element_id, thread_id)).fetchone()
+                return cur.execute(
+                    "SELECT * FROM chat_elements WHERE id = %(id)s AND thread_id = %(thread)s AND "
+                    + _OWN_THREAD.format(col="thread_id"),
+                    {"id": element_id, "thread": thread_id, "me": me},
+                ).fetchone()
 
         row = await self._run(q)
         return None if row is None else self._element_dict(row)
 
     @queue_until_user_message()
     async def delete_element(self, element_id: str, thread_id: str | None = None) -> None:
+        me = acting_user()
+
         def q(conn: psycopg.Connection) -> None:
-            if thread_id:
-                conn.execute("DELETE FROM chat_elements WHERE id = %s AND thread_id = %s", (element_id, thread_id))
-            else:
-                conn.execute("DELETE FROM chat_elements WHERE id = %s", (element_id,))
+            conn.execute(
+                "DELETE FROM chat_elements WHERE id = %(id)s AND (%(thread)s::text IS NULL OR thread_id = %(thread)s)"
+                " AND " + _NOT_OTHERS_THREAD.format(col="thread_id"),
+                {"id": element_id, "thread": thread_id, "me": me},
+            )
 
         await self._background("an element deletion", q)
 
     # -- steps -----------------------------------------------------------------------------
 
-    def _save_step(self, conn: psycopg.Connection, step: StepDict) -> None:
-        conn.execute("INSERT INTO chat_threads (id) VALUES (%s) ON CONFLICT DO NOTHING", (step["threadId"],))
+    def _save_step(self, conn: psycopg.Connection, step: StepDict, me: str | None) -> None:
+        if not _writable_thread(conn, step["threadId"], me):
+            log.warning("refused to save a step into another user's thread %s", step["threadId"])
+            return
         show_input = step.get("showInput")
         conn.execute(
             """INSERT INTO chat_steps (id, thread_id, parent_id, name, type, input, output, metadata, tags, is_error,
@@ -314,7 +423,8 @@ class ChatDataLayer(BaseDataLayer):
                  auto_collapse = EXCLUDED.auto_collapse, language = EXCLUDED.language, icon = EXCLUDED.icon,
                  command = EXCLUDED.command, generation = EXCLUDED.generation,
                  start_at = coalesce(EXCLUDED.start_at, chat_steps.start_at),
-                 end_at = coalesce(EXCLUDED.end_at, chat_steps.end_at)""",
+                 end_at = coalesce(EXCLUDED.end_at, chat_steps.end_at)
+               WHERE chat_steps.thread_id = EXCLUDED.thread_id""",
             {
                 "id": step["id"], "thread": step["threadId"], "parent": step.get("parentId"),
                 "name": step.get("name"), "type": step.get("type") or "undefined",
@@ -331,31 +441,39 @@ class ChatDataLayer(BaseDataLayer):
 
     @queue_until_user_message()
     async def create_step(self, step_dict: StepDict) -> None:
-        step = dict(step_dict)
-        await self._background("a chat step", lambda conn: self._save_step(conn, step))  # type: ignore[arg-type]
+        step, me = dict(step_dict), acting_user()
+        await self._background("a chat step", lambda conn: self._save_step(conn, step, me))  # type: ignore[arg-type]
 
     @queue_until_user_message()
     async def update_step(self, step_dict: StepDict) -> None:
-        step = dict(step_dict)
-        await self._background("a chat step", lambda conn: self._save_step(conn, step))  # type: ignore[arg-type]
+        step, me = dict(step_dict), acting_user()
+        await self._background("a chat step", lambda conn: self._save_step(conn, step, me))  # type: ignore[arg-type]
 
     @queue_until_user_message()
     async def delete_step(self, step_id: str) -> None:
+        me = acting_user()
+
         def q(conn: psycopg.Connection) -> None:
-            conn.execute("DELETE FROM chat_elements WHERE for_id = %s", (step_id,))
-            conn.execute("DELETE FROM chat_steps WHERE id = %s", (step_id,))
+            args = {"id": step_id, "me": me}
+            conn.execute("DELETE FROM chat_elements WHERE for_id = %(id)s AND "
+                         + _NOT_OTHERS_THREAD.format(col="thread_id"), args)
+            conn.execute("DELETE FROM chat_steps WHERE id = %(id)s AND "
+                         + _NOT_OTHERS_THREAD.format(col="thread_id"), args)
 
         await self._background("a step deletion", q)
 
     async def get_favorite_steps(self, user_id: str) -> list[StepDict]:
+        me = acting_user()
+
         def q(conn: psycopg.Connection) -> list[dict[str, Any]]:
             with conn.cursor(row_factory=dict_row) as cur:
                 return cur.execute(
                     """SELECT s.*, NULL AS feedback_id, NULL AS feedback_value, NULL AS feedback_comment
                        FROM chat_steps s JOIN chat_threads t ON t.id = s.thread_id
-                       WHERE t.user_id = %s AND s.metadata->>'favorite' = 'true'
+                       WHERE t.user_id = %(user)s AND s.metadata->>'favorite' = 'true'
+                         AND (%(me)s::text IS NULL OR t.user_identifier = %(me)s)
                        ORDER BY s.created_at DESC LIMIT 100""",
-                    (user_id,),
+                    {"user": user_id, "me": me},
                 ).fetchall()
 
         return [self._step_dict(r) for r in await self._run(q)]
@@ -370,18 +488,28 @@ class ChatDataLayer(BaseDataLayer):
         return await self._run(q)
 
     async def delete_thread(self, thread_id: str) -> None:
+        me = acting_user()
+
         def q(conn: psycopg.Connection) -> None:
-            conn.execute("DELETE FROM chat_threads WHERE id = %s", (thread_id,))
+            conn.execute("DELETE FROM chat_threads WHERE id = %(id)s AND " + _MINE, {"id": thread_id, "me": me})
 
         await self._run(q)
 
     async def update_thread(self, thread_id: str, name: str | None = None, user_id: str | None = None,
                             metadata: dict | None = None, tags: list[str] | None = None) -> None:
+        me = acting_user()
+
         def q(conn: psycopg.Connection) -> None:
             identifier = None
             if user_id:
                 row = conn.execute("SELECT identifier FROM chat_users WHERE id = %s", (user_id,)).fetchone()
                 identifier = row[0] if row else None
+            if me is not None:
+                # Nobody gives a thread to someone else, and nobody edits or takes over another's thread.
+                if (user_id and identifier != me) or not _writable_thread(conn, thread_id, me):
+                    log.warning("refused to update thread %s for another user", thread_id)
+                    return
+                identifier = me
             clean = {k: v for k, v in (metadata or {}).items() if v is not None}
             conn.execute(
                 """INSERT INTO chat_threads (id, name, user_id, user_identifier, tags, metadata)
@@ -400,12 +528,17 @@ class ChatDataLayer(BaseDataLayer):
         await self._background("a thread", q)
 
     async def list_threads(self, pagination: Pagination, filters: ThreadFilter) -> PaginatedResponse[ThreadDict]:
+        me = acting_user()
+
         def q(conn: psycopg.Connection) -> list[dict[str, Any]]:
             where = ["TRUE"]
             args: dict[str, Any] = {"limit": pagination.first + 1}
             if filters.userId:
                 where.append("t.user_id = %(user)s")
                 args["user"] = filters.userId
+            if me is not None:
+                where.append("t.user_identifier = %(me)s")
+                args["me"] = me
             if filters.search:
                 where.append("(t.name ILIKE %(search)s OR EXISTS (SELECT 1 FROM chat_steps s"
                              " WHERE s.thread_id = t.id AND s.output ILIKE %(search)s))")
@@ -432,9 +565,13 @@ class ChatDataLayer(BaseDataLayer):
         )
 
     async def get_thread(self, thread_id: str) -> ThreadDict | None:
+        me = acting_user()
+
         def q(conn: psycopg.Connection) -> tuple[Any, list[Any], list[Any]] | None:
             with conn.cursor(row_factory=dict_row) as cur:
-                thread = cur.execute("SELECT * FROM chat_threads WHERE id = %s", (thread_id,)).fetchone()
+                thread = cur.execute(
+                    "SELECT * FROM chat_threads WHERE id = %(id)s AND " + _MINE, {"id": thread_id, "me": me},
+                ).fetchone()
                 if thread is None:
                     return None
                 steps = cur.execute(

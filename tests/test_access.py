@@ -1,0 +1,324 @@
+"""Access control and secrets: who may embed the widget, who may log in, who may read what, and
+that no secret from the environment ever reaches a log line or a message.
+
+Passwords and login settings are checked in process; per-user history and ratings both on the
+data layer's methods and through Chainlit's real HTTP routes (two users logged in with the real
+`/login`); CORS, the Socket.IO handshake and secret hygiene against a real `chainlit run` server
+in a subprocess whose whole output is read at the end.
+"""
+
+from __future__ import annotations
+
+import io
+import logging
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+from unittest.mock import AsyncMock
+
+import chainlit as cl
+import chainlit.data as cl_data
+import pytest
+from chainlit.auth import require_login
+from chainlit.config import FILES_DIRECTORY
+from chainlit.config import config as cl_config
+from chainlit.context import ChainlitContext, context_var
+from chainlit.server import app as server_app
+from chainlit.session import WebsocketSession
+from chainlit.types import Feedback, Pagination, ThreadFilter
+from chainlit.user import PersistedUser
+from starlette.testclient import TestClient
+
+import assistant.app  # noqa: F401  (installs the app's routes, CORS and the user scope on Chainlit's server)
+from assistant import auth
+from assistant.__main__ import main as cli_main
+from assistant.auth import PasswordChecker, hash_password, parse_users, verify_password
+from assistant.config import Settings
+from assistant.datalayer import AccessDenied, ChatDataLayer, acting_as
+from assistant.retrieval.errors import ConfigError
+from assistant.retrieval.store import Store
+from assistant.ui.login import enable_password_login, login_callback
+from tests.conftest import make_settings
+from tests.test_datalayer import SOURCES, rows, step
+
+ALICE_PASSWORD = "alice-Pw-" + uuid.uuid4().hex
+BOB_PASSWORD = "bob-Pw-" + uuid.uuid4().hex
+ALICE_HASH = hash_password(ALICE_PASSWORD)
+BOB_HASH = hash_password(BOB_PASSWORD)
+USERS = f"alice:{ALICE_HASH},bob:{BOB_HASH}"
+
+
+# -- passwords -----------------------------------------------------------------------------------
+
+
+def test_password_hashes_are_salted_scrypt_compared_in_constant_time(monkeypatch: pytest.MonkeyPatch) -> None:
+    again = hash_password(ALICE_PASSWORD)
+    assert ALICE_HASH.startswith("scrypt:16384:8:1:") and again != ALICE_HASH  # a fresh salt each time
+    assert ALICE_PASSWORD not in ALICE_HASH and "$" not in ALICE_HASH  # nothing for a shell to expand
+    compared: list[tuple[bytes, bytes]] = []
+    real = auth.hmac.compare_digest
+    monkeypatch.setattr(auth.hmac, "compare_digest", lambda a, b: compared.append((a, b)) or real(a, b))
+    assert verify_password(ALICE_PASSWORD, ALICE_HASH) and verify_password(ALICE_PASSWORD, again)
+    assert not verify_password(ALICE_PASSWORD + "x", ALICE_HASH)
+    assert len(compared) == 3
+    assert not verify_password(ALICE_PASSWORD, ALICE_HASH.replace("scrypt:16384", "scrypt:16385"))  # tampered
+    assert not verify_password(ALICE_PASSWORD, ALICE_PASSWORD)  # a plain "hash"
+    assert not verify_password("x" * 2000, ALICE_HASH)  # refused before any hashing
+    with pytest.raises(ValueError):
+        hash_password("")
+
+
+def test_an_unknown_name_costs_a_hash_like_a_wrong_password(monkeypatch: pytest.MonkeyPatch) -> None:
+    checker = PasswordChecker(parse_users(USERS))
+    assert checker.check("alice", ALICE_PASSWORD) == "alice" and checker.check(" bob ", BOB_PASSWORD) == "bob"
+    assert checker.check("alice", BOB_PASSWORD) is None and checker.check("", "") is None
+    checker.check("nobody", "x")  # makes the decoy once
+    hashed: list[int] = []
+    real = auth._scrypt
+    monkeypatch.setattr(auth, "_scrypt", lambda *a: hashed.append(1) or real(*a))
+    assert checker.check("alice", "wrong") is None
+    assert checker.check("mallory", ALICE_PASSWORD) is None
+    assert len(hashed) == 2  # one scrypt each: timing does not tell which names exist
+
+
+def test_users_setting_refuses_plain_passwords_without_repeating_them(clean_env: pytest.MonkeyPatch) -> None:
+    clean_env.setenv("ASSISTANT_USERS", USERS)
+    s = Settings.from_env()
+    assert s.users == (("alice", ALICE_HASH), ("bob", BOB_HASH))
+    plain = "Tr0ub4dor&3-" + uuid.uuid4().hex
+    for bad, needle in ((f"alice:{plain}", "hash-password alice"), (f"{plain}", "NAME:HASH"),
+                        (f"alice:{ALICE_HASH},alice:{BOB_HASH}", "twice"), (f"al ice:{ALICE_HASH}", "NAME:HASH")):
+        clean_env.setenv("ASSISTANT_USERS", bad)
+        with pytest.raises(ConfigError, match=needle) as info:
+            Settings.from_env()
+        assert plain not in str(info.value) and ALICE_HASH not in str(info.value)
+    assert parse_users("\n alice:" + ALICE_HASH + " ,\n") == (("alice", ALICE_HASH),)
+
+
+def test_settings_repr_shows_no_secret() -> None:
+    s = make_settings(database_url="postgresql://u:DbPw-123456@db/x", openai_api_key="sk-Key-123456",
+                      hf_token="hf_Tok-123456", embedding_api_key="Emb-123456", users=parse_users(USERS))
+    text = repr(s)
+    for secret in ("DbPw-123456", "sk-Key-123456", "hf_Tok-123456", "Emb-123456", ALICE_HASH):
+        assert secret not in text
+
+
+def test_hash_password_command(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    monkeypatch.setenv("ASSISTANT_USERS", "a broken value")  # the command must not need a valid configuration
+    monkeypatch.setattr("sys.stdin", io.StringIO("correct horse battery\n"))
+    assert cli_main(["hash-password", "carol"]) == 0
+    out, err = capsys.readouterr()
+    name, _, encoded = out.strip().partition(":")
+    assert name == "carol" and verify_password("correct horse battery", encoded)
+    assert "correct horse" not in out + err and "ASSISTANT_USERS" in err
+    monkeypatch.setattr("sys.stdin", io.StringIO("\n"))
+    assert cli_main(["hash-password", "carol"]) == 2
+    assert cli_main(["hash-password", "bad:name"]) == 2
+
+
+# -- turning the login on ------------------------------------------------------------------------
+
+
+@pytest.fixture
+def login_on(monkeypatch: pytest.MonkeyPatch) -> Iterator[Settings]:
+    """The password login registered for alice and bob (undone afterwards: the app is open)."""
+    monkeypatch.setenv("CHAINLIT_AUTH_SECRET", "test-auth-secret-" + uuid.uuid4().hex)
+    before = cl_config.code.password_auth_callback
+    settings = make_settings(users=parse_users(USERS))
+    assert enable_password_login(settings)
+    yield settings
+    cl_config.code.password_auth_callback = before
+
+
+def test_without_users_the_chat_stays_open() -> None:
+    assert cl_config.code.password_auth_callback is None and not require_login()  # as the app module left it
+    assert enable_password_login(make_settings()) is False and not require_login()
+
+
+def test_users_need_an_auth_secret_and_named_origins_for_cross_site_cookies() -> None:
+    settings = make_settings(users=parse_users(USERS))
+    with pytest.raises(ConfigError, match="CHAINLIT_AUTH_SECRET"):
+        enable_password_login(settings, environ={})
+    with pytest.raises(ConfigError, match="ALLOWED_ORIGINS"):
+        enable_password_login(settings, environ={"CHAINLIT_AUTH_SECRET": "s", "CHAINLIT_COOKIE_SAMESITE": "none"})
+    assert cl_config.code.password_auth_callback is None
+
+
+async def test_login_callback_logs_neither_name_nor_password(caplog: pytest.LogCaptureFixture) -> None:
+    login = login_callback(PasswordChecker(parse_users(USERS)))
+    user = await login("alice", ALICE_PASSWORD)
+    assert user is not None and user.identifier == "alice"
+    typed = "my-secret-" + uuid.uuid4().hex  # someone typing the password into the name field
+    with caplog.at_level(logging.DEBUG):
+        assert await login(typed, ALICE_PASSWORD) is None
+        assert await login("alice", typed) is None
+    assert "login refused" in caplog.text and typed not in caplog.text and ALICE_PASSWORD not in caplog.text
+
+
+# -- per-user history and ratings: the data layer ---------------------------------------------------
+
+
+@pytest.fixture
+def store(database_url: str, tmp_path: Path) -> Iterator[Store]:
+    s = Store.open(make_settings(database_url=database_url, data_dir=tmp_path), announce=False)
+    yield s
+    s.close()
+
+
+def user_session(made: list[WebsocketSession], user: PersistedUser | None) -> WebsocketSession:
+    """A chat session of `user`, made current (Chainlit's context), as if its first message was sent."""
+    session = WebsocketSession(id=str(uuid.uuid4()), socket_id=str(uuid.uuid4()), emit=AsyncMock(),
+                               emit_call=AsyncMock(), user_env={}, client_type="webapp", user=user)
+    FILES_DIRECTORY.mkdir(exist_ok=True)
+    session.has_first_interaction = True
+    context_var.set(ChainlitContext(session))
+    made.append(session)
+    return session
+
+
+async def converse(dl: ChatDataLayer, made: list[WebsocketSession], user: PersistedUser) -> dict[str, Any]:
+    """One question and answer in `user`'s own session, with a source element and a thumbs-up."""
+    thread = user_session(made, user).thread_id
+    await dl.update_thread(thread, name=f"{user.identifier}'s question", user_id=user.id)
+    question = step(thread, "user_message", f"{user.identifier} asks how to deploy")
+    answer = step(thread, "assistant_message", "Wait [1].",
+                  metadata={"question": question["output"], "answer": "Wait [1].", "sources": SOURCES})
+    await dl.create_step(question)
+    await dl.create_step(answer)
+    element = cl.Text(name="[1]", content="passage", display="side", for_id=answer["id"], thread_id=thread)
+    await dl.create_element(element)
+    feedback = await dl.upsert_feedback(Feedback(forId=answer["id"], value=1, comment="good", threadId=thread))
+    return {"thread": thread, "answer": answer["id"], "element": element.id, "feedback": feedback}
+
+
+async def two_users(dl: ChatDataLayer, made: list[WebsocketSession]) -> tuple[Any, Any, dict, dict]:
+    alice = await dl.get_user("alice") or await dl.create_user(cl.User(identifier="alice"))
+    bob = await dl.get_user("bob") or await dl.create_user(cl.User(identifier="bob"))
+    return alice, bob, await converse(dl, made, alice), await converse(dl, made, bob)
+
+
+def snapshot(store: Store, thread: str) -> dict[str, Any]:
+    """Everything stored for one thread, to show that an attempt changed nothing."""
+    return {table: rows(store, f"SELECT * FROM {table} WHERE {col} = %s ORDER BY 1", thread)
+            for table, col in (("chat_threads", "id"), ("chat_steps", "thread_id"),
+                               ("chat_elements", "thread_id"), ("chat_feedback", "thread_id"))}
+
+
+async def test_the_data_layer_keeps_each_users_threads_and_ratings_to_themselves(store: Store,
+                                                                                 sessions: list) -> None:
+    dl = ChatDataLayer(lambda: store)
+    alice, bob, a, b = await two_users(dl, sessions)
+    bobs = snapshot(store, b["thread"])
+    assert [r["user_identifier"] for r in bobs["chat_threads"]] == ["bob"] and len(bobs["chat_feedback"]) == 1
+
+    user_session(sessions, alice)  # from here on, alice is acting
+    mine = await dl.get_thread(a["thread"])
+    assert mine is not None and mine["userIdentifier"] == "alice" and len(mine["steps"]) == 2
+    assert await dl.get_thread(b["thread"]) is None
+    listed = await dl.list_threads(Pagination(first=10), ThreadFilter(userId=bob.id))
+    assert listed.data == []
+    listed = await dl.list_threads(Pagination(first=10), ThreadFilter())
+    assert [t["id"] for t in listed.data] == [a["thread"]]
+    assert await dl.get_element(b["thread"], b["element"]) is None
+    assert await dl.get_favorite_steps(bob.id) == []
+
+    await dl.update_thread(b["thread"], name="renamed by alice")
+    await dl.update_thread(b["thread"], user_id=alice.id)  # taking it over
+    await dl.update_thread(a["thread"], user_id=bob.id)  # giving hers away
+    await dl.delete_thread(b["thread"])
+    await dl.delete_element(b["element"], b["thread"])
+    await dl.delete_element(b["element"])
+    await dl.delete_step(b["answer"])
+    await dl.create_step(step(b["thread"], "assistant_message", "planted by alice"))
+    await dl.update_step(step(a["thread"], "assistant_message", "overwritten by alice") | {"id": b["answer"]})
+    with pytest.raises(AccessDenied):
+        await dl.upsert_feedback(Feedback(forId=b["answer"], value=0, comment="spoiled", threadId=a["thread"]))
+    with pytest.raises(AccessDenied):
+        await dl.upsert_feedback(Feedback(id=b["feedback"], forId=b["answer"], value=0))
+    assert await dl.delete_feedback(b["feedback"]) is False
+    assert snapshot(store, b["thread"]) == bobs
+    assert await dl.get_thread_author(a["thread"]) == "alice"
+
+    user_session(sessions, bob)  # bob still does everything with his own
+    assert (await dl.get_thread(b["thread"]))["name"] == "bob's question"  # type: ignore[index]
+    assert await dl.upsert_feedback(Feedback(id=b["feedback"], forId=b["answer"], value=0)) == b["feedback"]
+    assert await dl.delete_feedback(b["feedback"]) is True
+    await dl.delete_thread(b["thread"])
+    assert await dl.get_thread(b["thread"]) is None and snapshot(store, b["thread"])["chat_steps"] == []
+    with acting_as("bob"):  # an HTTP request of bob's: the request's user wins over any session
+        assert await dl.get_thread(a["thread"]) is None
+
+
+async def test_without_a_signed_in_user_nothing_is_restricted(store: Store, sessions: list) -> None:
+    """No login configured (or Chainlit's own connect-time check): the data layer does not filter."""
+    dl = ChatDataLayer(lambda: store)
+    _, _, a, b = await two_users(dl, sessions)
+    user_session(sessions, None)
+    assert await dl.get_thread(b["thread"]) is not None
+    assert {t["id"] for t in (await dl.list_threads(Pagination(first=10), ThreadFilter())).data} == {a["thread"],
+                                                                                                      b["thread"]}
+
+
+# -- per-user history and ratings: Chainlit's HTTP routes -------------------------------------------
+
+
+@pytest.fixture
+def login_server(login_on: Settings, store: Store, monkeypatch: pytest.MonkeyPatch) -> ChatDataLayer:
+    """Chainlit's app with the login on and our data layer on a fresh database."""
+    dl = ChatDataLayer(lambda: store)
+    monkeypatch.setattr(cl_data, "_data_layer", dl)
+    monkeypatch.setattr(cl_data, "_data_layer_initialized", True)
+    return dl
+
+
+def logged_in(name: str, password: str) -> TestClient:
+    client = TestClient(server_app)
+    response = client.post("/login", data={"username": name, "password": password})
+    assert response.status_code == 200, response.text
+    assert client.cookies.get("access_token")
+    return client
+
+
+async def test_http_routes_show_and_change_only_your_own_history(login_server: ChatDataLayer, store: Store,
+                                                                 sessions: list) -> None:
+    anonymous = TestClient(server_app)
+    assert anonymous.post("/login", data={"username": "alice", "password": BOB_PASSWORD}).status_code == 401
+    assert anonymous.post("/project/threads", json={"pagination": {"first": 20}, "filter": {}}).status_code == 401
+    alice_http, bob_http = logged_in("alice", ALICE_PASSWORD), logged_in("bob", BOB_PASSWORD)
+    _, bob, a, b = await two_users(login_server, sessions)  # the users the logins created
+    context_var.set(None)  # type: ignore[arg-type]  # the requests below carry no chat session
+    bobs = snapshot(store, b["thread"])
+
+    listed = alice_http.post("/project/threads", json={"pagination": {"first": 20}, "filter": {"userId": bob.id}})
+    assert listed.status_code == 200 and [t["id"] for t in listed.json()["data"]] == [a["thread"]]
+    assert alice_http.get(f"/project/thread/{a['thread']}").json()["userIdentifier"] == "alice"
+    assert alice_http.get(f"/project/thread/{b['thread']}").status_code == 401
+    assert alice_http.get(f"/project/thread/{b['thread']}/element/{b['element']}").status_code == 401
+    assert alice_http.put("/project/thread", json={"threadId": b["thread"], "name": "mine now"}).status_code == 401
+    assert alice_http.request("DELETE", "/project/thread", json={"threadId": b["thread"]}).status_code == 401
+    # Chainlit checks nothing on /feedback: the data layer refuses (the route turns that into a 500).
+    spoiled = alice_http.put("/feedback", json={"sessionId": "x", "feedback": {
+        "forId": b["answer"], "value": 0, "comment": "spoiled", "threadId": a["thread"]}})
+    assert spoiled.status_code == 500 and "not in one of your conversations" in spoiled.text
+    overwritten = alice_http.put("/feedback", json={"sessionId": "x", "feedback": {
+        "id": b["feedback"], "forId": b["answer"], "value": 0}})
+    assert overwritten.status_code == 500
+    alice_http.request("DELETE", "/feedback", json={"feedbackId": b["feedback"]})  # answers success regardless
+    assert anonymous.put("/feedback", json={"sessionId": "x", "feedback": {
+        "forId": b["answer"], "value": 0}}).status_code == 401
+    assert snapshot(store, b["thread"]) == bobs
+
+    # bob does all of it with his own thread and rating
+    listed = bob_http.post("/project/threads", json={"pagination": {"first": 20}, "filter": {}})
+    assert [t["id"] for t in listed.json()["data"]] == [b["thread"]]
+    assert bob_http.get(f"/project/thread/{b['thread']}/element/{b['element']}").json()["name"] == "[1]"
+    rated = bob_http.put("/feedback", json={"sessionId": "x", "feedback": {
+        "id": b["feedback"], "forId": b["answer"], "value": 0, "comment": "changed my mind"}})
+    assert rated.status_code == 200 and rated.json()["feedbackId"] == b["feedback"]
+    assert bob_http.put("/project/thread", json={"threadId": b["thread"], "name": "renamed"}).status_code == 200
+    bob_http.request("DELETE", "/feedback", json={"feedbackId": b["feedback"]})
+    assert rows(store, "SELECT id FROM chat_feedback WHERE thread_id = %s", b["thread"]) == []
+    assert bob_http.request("DELETE", "/project/thread", json={"threadId": b["thread"]}).status_code == 200
+    assert rows(store, "SELECT id FROM chat_threads WHERE id = %s", b["thread"]) == []
+    assert len(rows(store, "SELECT id FROM chat_feedback WHERE thread_id = %s", a["thread"])) == 1  # alice's stays

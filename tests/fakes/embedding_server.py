@@ -30,6 +30,9 @@ Outages last until healed; they apply once the script queue is empty:
 Every request is recorded in `server.requests` (method, path, headers, parsed JSON body, arrival
 time); `server.request_count` counts them (tests prove retries, backoff and the breaker with it).
 Set `server.require_token = "secret"` to answer 401 unless `Authorization: Bearer secret`.
+Set `server.hashed_vectors = True` for cheap stand-in vectors (unit vectors seeded by a hash of each
+text, prefix still checked) where a test exercises plumbing, not retrieval quality: real e5 takes
+a few hundred ms a passage on a busy machine.
 
 Use from any test module:  `from tests.fakes.embedding_server import embedding_server  # noqa: F401`
 """
@@ -37,6 +40,7 @@ Use from any test module:  `from tests.fakes.embedding_server import embedding_s
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import json
 import re
 import threading
@@ -86,6 +90,18 @@ def e5_vectors(texts: list[str], *, truncate: bool = False) -> np.ndarray:
             plain, _ = truncate_to_tokens(plain, MODEL_MAX_TOKENS, query=is_query)
         with MODEL_LOCK:
             out[i] = model.encode(plain, is_query)
+    return out
+
+
+def hashed_vectors(texts: list[str], dim: int = 384) -> np.ndarray:
+    """Deterministic unit vectors seeded by each prefixed text (same text, same vector)."""
+    out = np.empty((len(texts), dim), dtype=np.float32)
+    for i, text in enumerate(texts):
+        if not text.startswith(tuple(PREFIXES)):
+            raise _PrefixMissing(f"text {i} lacks an e5 prefix ('query: ' or 'passage: '): {text[:40]!r}")
+        seed = int.from_bytes(hashlib.sha256(text.encode()).digest()[:8], "little")
+        vector = np.random.default_rng(seed).standard_normal(dim)
+        out[i] = vector / np.linalg.norm(vector)
     return out
 
 
@@ -175,7 +191,7 @@ class _Handler(BaseHTTPRequestHandler):
             self._json(400, {"error": "inputs must be a string or a non-empty list of strings"})
             return
         texts = [inputs] if single else inputs
-        vectors = e5_vectors(texts, truncate=bool(body.get("truncate")))
+        vectors = self.server.fake.vectors(texts, truncate=bool(body.get("truncate")))
         if fault and fault[0] == "dim":
             vectors = vectors[:, : fault[1]]
         shape = fault[1] if fault and fault[0] == "shape" else ("1d" if single else "2d")
@@ -193,7 +209,7 @@ class _Handler(BaseHTTPRequestHandler):
         if not (isinstance(texts, list) and texts and all(isinstance(t, str) for t in texts)):
             self._json(400, {"error": {"message": "'input' must be a string or array of strings"}})
             return
-        vectors = e5_vectors(texts)
+        vectors = self.server.fake.vectors(texts)
         if fault and fault[0] == "dim":
             vectors = vectors[:, : fault[1]]
         data = [{"object": "embedding", "index": i, "embedding": v.tolist()} for i, v in enumerate(vectors)]
@@ -216,6 +232,7 @@ class EmbeddingServer:
     def __init__(self, host: str = "127.0.0.1", port: int = 0) -> None:
         self.requests: list[Recorded] = []
         self.require_token: str | None = None
+        self.hashed_vectors = False
         self._faults: deque[tuple[Any, ...]] = deque()
         self._cycle: list[tuple[Any, ...] | None] = []  # a lasting outage pattern (fail / flap)
         self._cycle_pos = 0
@@ -239,6 +256,10 @@ class EmbeddingServer:
     def openai_url(self) -> str:
         """An EMBEDDING_API_URL base pointing here."""
         return self.url + "/v1"
+
+    def vectors(self, texts: list[str], *, truncate: bool = False) -> np.ndarray:
+        """Real e5 vectors, or hashed stand-ins when `hashed_vectors` is set."""
+        return hashed_vectors(texts) if self.hashed_vectors else e5_vectors(texts, truncate=truncate)
 
     def script(self, *faults: tuple[Any, ...]) -> None:
         """Queue faults; each request consumes the next one."""

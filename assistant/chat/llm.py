@@ -60,7 +60,15 @@ def _detail(exc: Any) -> str:
 
 
 def map_error(exc: BaseException, settings: Settings) -> LLMError:
-    """Turn an `openai` exception into an LLMError that names the setting to check."""
+    """Turn an `openai` exception into an LLMError that names the setting to check (never the key)."""
+    error = _map_error(exc, settings)
+    key = settings.openai_api_key
+    if key and key in str(error):  # some servers echo a rejected key in their error message
+        error = LLMError(str(error).replace(key, "***"), kind=error.kind, status=error.status)
+    return error
+
+
+def _map_error(exc: BaseException, settings: Settings) -> LLMError:
     import openai
 
     model = settings.llm_model

@@ -113,19 +113,25 @@ def _one_line(text: str, limit: int = 200) -> str:
     return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
+def _without_credentials(text: str, response: httpx.Response) -> str:
+    """`text` minus the token the request carried: some servers echo a rejected key in the error."""
+    scheme, _, token = response.request.headers.get("authorization", "").partition(" ")
+    return text.replace(token, "***") if token and scheme.lower() == "bearer" else text
+
+
 def _error_detail(response: httpx.Response) -> str:
-    """The server's own error text, if any, squeezed onto one short line."""
+    """The server's own error text, if any, squeezed onto one short line (never the API key)."""
     try:
         body = response.json()
     except ValueError:
-        return _one_line(response.text)
+        return _one_line(_without_credentials(response.text, response))
     if isinstance(body, dict):
         err = body.get("error", body.get("detail", body.get("message")))
         if isinstance(err, dict):
             err = err.get("message", err)
         if err is not None:
-            return _one_line(str(err))
-    return _one_line(str(body))
+            return _one_line(_without_credentials(str(err), response))
+    return _one_line(_without_credentials(str(body), response))
 
 
 def _retry_after(response: httpx.Response) -> float | None:
@@ -387,7 +393,7 @@ class _RemoteEmbedder(ABC):
             kind = response.headers.get("content-type", "no content type")
             raise EmbeddingError(
                 f"{self.name} answered HTTP {response.status_code} with a non-JSON body ({kind}: "
-                f"{_one_line(response.text, 60)!r}); check {self.url_var}"
+                f"{_one_line(_without_credentials(response.text, response), 60)!r}); check {self.url_var}"
             ) from None
 
 

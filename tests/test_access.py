@@ -322,3 +322,117 @@ async def test_http_routes_show_and_change_only_your_own_history(login_server: C
     assert bob_http.request("DELETE", "/project/thread", json={"threadId": b["thread"]}).status_code == 200
     assert rows(store, "SELECT id FROM chat_threads WHERE id = %s", b["thread"]) == []
     assert len(rows(store, "SELECT id FROM chat_feedback WHERE thread_id = %s", a["thread"])) == 1  # alice's stays
+
+
+# -- secrets never reach logs or messages ----------------------------------------------------------
+
+DB_PASSWORD = "Db-Pw@" + uuid.uuid4().hex[:12]  # an '@' people forget to percent-encode
+PROVIDER_KEY = "sk-Key-" + uuid.uuid4().hex
+
+
+def pieces(secret: str) -> list[str]:
+    """The secret and every part of it a parser might split off (at @ : / %)."""
+    import re
+
+    return [secret] + [p for p in re.split(r"[@:/%]", secret) if len(p) >= 4]
+
+
+def assert_secret_free(text: str, *secrets: str) -> None:
+    for secret in secrets:
+        for piece in pieces(secret):
+            assert piece not in text, f"{piece!r} leaked in: {text[:2000]}"
+
+
+@pytest.mark.parametrize("url", [
+    f"postgresql://assistant:{DB_PASSWORD}@127.0.0.1:1/docs",  # unencoded '@': libpq reads part as the host
+    "postgresql://assistant:{}@127.0.0.1:1/docs".format(DB_PASSWORD.replace("@", "%40")),  # refused connection
+    "postgresql://assistant:{}%zz@127.0.0.1:1/docs".format(DB_PASSWORD.replace("@", "")),  # a bad % escape
+    f"host=127.0.0.1 port=1 user=assistant password={DB_PASSWORD.replace('@', '')}",
+])
+def test_database_password_stays_out_of_errors_logs_and_commands(
+        url: str, clean_env: pytest.MonkeyPatch, tmp_path: Path, caplog: pytest.LogCaptureFixture,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    from assistant.health import HealthChecker, install_healthz
+    from assistant.retrieval.errors import DatabaseError
+    from assistant.ui.runtime import Runtime
+
+    password = DB_PASSWORD
+    settings = make_settings(database_url=url, data_dir=tmp_path, db_connect_timeout=1)
+    with caplog.at_level(logging.DEBUG), pytest.raises(DatabaseError) as info:
+        Store.open(settings, announce=False)
+    message = str(info.value)
+    assert "PostgreSQL" in message or "DATABASE_URL" in message
+    assert_secret_free(message + caplog.text, password, password.replace("@", ""))
+
+    clean_env.setenv("DATABASE_URL", url)
+    clean_env.setenv("DB_CONNECT_TIMEOUT", "1")
+    clean_env.setenv("ASSISTANT_DATA_DIR", str(tmp_path))
+    assert cli_main(["db", "status"]) == 1
+    out, err = capsys.readouterr()
+    assert err.startswith("error: ") and ("PostgreSQL" in err or "DATABASE_URL" in err)
+    assert_secret_free(out + err, password, password.replace("@", ""))
+
+    from fastapi import FastAPI
+
+    health_app = FastAPI()
+    runtime = Runtime(settings)
+    install_healthz(health_app, HealthChecker(runtime))
+    runtime.start_warmup().join(30)
+    response = TestClient(health_app).get("/healthz")
+    assert response.status_code == 503 and response.json()["status"] == "error"
+    assert_secret_free(response.text + caplog.text, password, password.replace("@", ""))
+
+
+def test_embedding_keys_stay_out_of_errors_and_logs(embedding_server: Any, caplog: pytest.LogCaptureFixture) -> None:
+    """A provider that echoes the key in its 401/400 body (some do) must not get it shown or logged."""
+    from assistant.retrieval.embedders import make_embedder
+    from assistant.retrieval.errors import EmbeddingError
+
+    echo = {"error": {"message": f"Invalid API key: {PROVIDER_KEY}"}}
+    for provider, key_field in (("hf", "hf_token"), ("openai", "embedding_api_key")):
+        embedder = make_embedder(embedding_server.settings(provider, embedding_deadline=1.0,
+                                                           **{key_field: PROVIDER_KEY}))
+        try:
+            for code in (401, 400, 500):  # 500: retried and logged until the deadline, then raised
+                embedding_server.script(*[("status", code, echo)] * 100)
+                with caplog.at_level(logging.DEBUG), pytest.raises(EmbeddingError) as info:
+                    embedder.embed_query("how do I deploy?")
+                assert_secret_free(str(info.value) + caplog.text, PROVIDER_KEY)
+                while embedding_server.pending_faults:
+                    embedding_server.next_fault()
+        finally:
+            embedder.close()
+    assert any(r.headers.get("authorization") == f"Bearer {PROVIDER_KEY}" for r in embedding_server.requests)
+
+
+async def test_llm_key_stays_out_of_errors_and_logs(llm_server: Any, caplog: pytest.LogCaptureFixture) -> None:
+    from assistant.chat.llm import LLMClient, LLMError
+
+    client = LLMClient(llm_server.settings(openai_api_key=PROVIDER_KEY))
+    try:
+        for code in (401, 400, 403, 404, 500):
+            llm_server.script(("status", code, f"Incorrect API key provided: {PROVIDER_KEY}"))
+            with caplog.at_level(logging.DEBUG), pytest.raises(LLMError) as info:
+                async for _ in client.stream_chat([{"role": "user", "content": "hi"}], max_tokens=10):
+                    pass
+            assert_secret_free(str(info.value) + caplog.text, PROVIDER_KEY)
+    finally:
+        await client.aclose()
+
+
+def test_ingest_with_a_rejected_token_prints_no_token(embedding_server: Any, database_url: str, tmp_path: Path,
+                                                      clean_env: pytest.MonkeyPatch,
+                                                      capsys: pytest.CaptureFixture[str]) -> None:
+    docs = tmp_path / "docs"
+    docs.mkdir()
+    (docs / "a.md").write_text("# Deploying\n\nPush to main and wait for the first deploy to finish.\n")
+    embedding_server.require_token = "the-right-token"
+    for name, value in {"DATABASE_URL": database_url, "ASSISTANT_DATA_DIR": str(tmp_path / "data"),
+                        "ASSISTANT_SAMPLE_DOCS": "0", "EMBEDDING_PROVIDER": "hf",
+                        "HF_API_URL": embedding_server.hf_url, "HUGGINGFACE_TOKEN": PROVIDER_KEY,
+                        "EMBEDDING_DEADLINE": "3"}.items():
+        clean_env.setenv(name, value)
+    assert cli_main(["ingest", str(docs), "--quiet"]) == 1
+    out, err = capsys.readouterr()
+    assert "rejected the token" in out + err
+    assert_secret_free(out + err, PROVIDER_KEY)

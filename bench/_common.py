@@ -102,9 +102,25 @@ def load_average() -> str:
     return f"{load[0]:.2f} / {load[1]:.2f} / {load[2]:.2f} (1 / 5 / 15 min)"
 
 
-def machine_summary() -> str:
+def postgres_versions(database_url: str) -> str:
+    """The PostgreSQL and pgvector versions of the server a benchmark uses (the figures depend on both)."""
+    import psycopg
+
+    try:
+        with psycopg.connect(database_url, connect_timeout=5) as conn:
+            server, vector = conn.execute(
+                "SELECT current_setting('server_version'),"
+                " (SELECT default_version FROM pg_available_extensions WHERE name = 'vector')").fetchone()
+    except psycopg.Error as err:
+        return f"PostgreSQL version unknown ({str(err).strip().splitlines()[0]})"
+    return f"PostgreSQL {server.split()[0]}, pgvector {vector or 'not installed'}"
+
+
+def machine_summary(database_url: str | None = None) -> str:
+    """CPUs, RAM, Python, kernel and load; with `database_url`, the PostgreSQL and pgvector versions."""
+    db = f", {postgres_versions(database_url)}" if database_url else ""
     return (f"{os.cpu_count()} CPUs ({cpu_model()}), {mib(psutil.virtual_memory().total)} RAM,"
-            f" Python {platform.python_version()}, {platform.system()} {platform.release()};"
+            f" Python {platform.python_version()}, {platform.system()} {platform.release()}{db};"
             f" load average at the start {load_average()}")
 
 

@@ -180,6 +180,8 @@ class LLMClient:
         The deadline is checked while waiting for the server only, never while the consumer
         holds a yielded Delta, so a slow consumer is not mistaken for a slow model.
         """
+        import openai
+
         deadline = asyncio.get_running_loop().time() + self.settings.llm_deadline
         stream = None
         try:
@@ -205,10 +207,9 @@ class LLMClient:
                 if text or choice.finish_reason:
                     yield Delta(text, choice.finish_reason)
         except Exception as exc:  # openai, transport and parsing errors alike become one-line LLMErrors
-            error = map_error(exc, self.settings)
-            if error.kind == "other":
-                log.warning("unexpected LLM stream failure", exc_info=True)
-            raise error from exc
+            if not isinstance(exc, (LLMError, openai.OpenAIError, httpx.HTTPError, ValueError)):
+                log.warning("unexpected LLM stream failure", exc_info=True)  # a bug: keep the traceback in the log
+            raise map_error(exc, self.settings) from exc
         finally:
             if stream is not None:
                 try:

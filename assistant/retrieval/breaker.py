@@ -18,6 +18,7 @@ Only stdlib here: the retrieval package must stay light.
 from __future__ import annotations
 
 import logging
+import math
 import threading
 import time
 from collections.abc import Callable
@@ -32,6 +33,10 @@ T = TypeVar("T")
 CLOSED = "closed"
 OPEN = "open"
 HALF_OPEN = "half-open"
+
+
+def _times(n: int, noun: str) -> str:
+    return f"{n} {noun}{'' if n == 1 else 's'}"
 
 
 class CircuitBreaker:
@@ -105,10 +110,12 @@ class CircuitBreaker:
                 log.info("%s: trying it again after %.0f s (circuit half-open)", self.name, now - self._opened_at)
                 return True
             self.rejected += 1
-            wait = max(0.0, self.cooldown - (now - self._opened_at)) if self._state == OPEN else 0.0
-            when = f"next try in {wait:.0f} s" if wait >= 1 else "a trial call is under way"
+            if self._state == OPEN:
+                when = f"next try in {math.ceil(self.cooldown - (now - self._opened_at))} s"
+            else:
+                when = "a trial call is under way"
             raise CircuitOpenError(
-                f"{self.name} is paused after {self._consecutive} failures in a row, {when}; "
+                f"{self.name} is paused after {_times(self._consecutive, 'failure')} in a row, {when}; "
                 f"last error: {self._last_error}",
                 retryable=True,
             )
@@ -125,8 +132,8 @@ class CircuitBreaker:
             elif self._state == CLOSED and self._consecutive >= self.threshold:
                 self._state, self._opened_at, self._outage_started = OPEN, now, now
                 log.warning(
-                    "%s failed %d times in a row (last: %s); not calling it for %g s, searches use full-text only "
-                    "(circuit open)", self.name, self._consecutive, self._last_error, self.cooldown,
+                    "%s failed %s in a row (last: %s); not calling it for %g s, searches use full-text only "
+                    "(circuit open)", self.name, _times(self._consecutive, "time"), self._last_error, self.cooldown,
                 )
 
     def _succeeded(self, probe: bool) -> None:

@@ -168,6 +168,26 @@ def bench_env(data_dir: Path, **extra: str) -> dict[str, str]:
     return env
 
 
+def product_free_env(**extra: str) -> dict[str, str]:
+    """os.environ without any of the product's settings (no .env surprises), plus `extra`."""
+    if str(REPO) not in sys.path:
+        sys.path.insert(0, str(REPO))
+    from assistant.config import Settings
+
+    env = {k: v for k, v in os.environ.items() if k not in Settings.ENV.values() and k != "HF_TOKEN"}
+    env["PYTHONUNBUFFERED"] = "1"
+    env.update(extra)
+    return env
+
+
+def vm_hwm(pid: int) -> int:
+    """The kernel's peak RSS of a live process (bytes)."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) * 1024
+    return 0
+
+
 def postgres_processes(pgdata: Path) -> list[psutil.Process]:
     """The embedded server's postmaster (from postmaster.pid) and all its children."""
     try:

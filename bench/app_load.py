@@ -61,11 +61,12 @@ from _common import (
     percentile,
     postgres_memory,
     postgres_processes,
+    product_free_env,
+    vm_hwm,
 )
 from playwright.async_api import TimeoutError as PlaywrightTimeout
 
 sys.path.insert(0, str(REPO))
-from assistant.config import Settings
 from bench.cli_search import QUESTIONS as CLI_QUESTIONS
 
 DATA_DIR = CACHE / "app_load"
@@ -143,22 +144,6 @@ def stop(proc: subprocess.Popen[bytes]) -> None:
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait(5)
-
-
-def product_free_env(**extra: str) -> dict[str, str]:
-    """os.environ without any of the product's settings (no .env surprises), plus `extra`."""
-    env = {k: v for k, v in os.environ.items() if k not in Settings.ENV.values() and k != "HF_TOKEN"}
-    env["PYTHONUNBUFFERED"] = "1"
-    env.update(extra)
-    return env
-
-
-def vm_hwm(pid: int) -> int:
-    """The kernel's peak RSS of a live process (bytes)."""
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmHWM:"):
-            return int(line.split()[1]) * 1024
-    return 0
 
 
 def cpu_seconds(procs: list[psutil.Process]) -> float:

@@ -27,7 +27,6 @@ import argparse
 import asyncio
 import importlib
 import json
-import os
 import sys
 import tempfile
 import time
@@ -48,7 +47,9 @@ from bench._common import (
     median,
     now_utc,
     postgres_memory,
+    product_free_env,
     run_measured,
+    vm_hwm,
 )
 from bench._search_worker import questions as sample_questions
 
@@ -74,24 +75,6 @@ def verdict(peaks: list[float]) -> str:
     worst = mb(max(peaks))
     return "under target" if worst < TARGET_MB else ("over target, under limit" if worst < LIMIT_MB else
                                                      "**OVER LIMIT**")
-
-
-def clean_env(**extra: str) -> dict[str, str]:
-    """os.environ without the product's settings (no .env surprises), plus `extra`."""
-    from assistant.config import Settings
-
-    env = {k: v for k, v in os.environ.items() if k not in Settings.ENV.values() and k != "HF_TOKEN"}
-    env["PYTHONUNBUFFERED"] = "1"
-    env.update(extra)
-    return env
-
-
-def vm_hwm(pid: int) -> int:
-    """The kernel's peak RSS of a live process (bytes)."""
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmHWM:"):
-            return int(line.split()[1]) * 1024
-    return 0
 
 
 def rss_window(proc: psutil.Process, seconds: float, interval: float = 0.1) -> list[int]:
@@ -264,7 +247,7 @@ def main() -> None:
                 env = {"DATABASE_URL": url, "ASSISTANT_DATA_DIR": str(DATA_DIR / "app"), "ASSISTANT_SAMPLE_DOCS": "0",
                        **embedder_env(name, fake_embed)}
                 for run in range(args.runs):
-                    measure_cli(clean_env(**env), m)
+                    measure_cli(product_free_env(**env), m)
                     measure_server(env, Path(tmp), fake_llm.base_url, questions, m)
                     print(f"[{name}] run {run + 1}: cli {mb(m.cli_peak[-1]):.0f} MiB, idle {mb(m.idle_steady[-1]):.0f},"
                           f" load peak {mb(m.load_peak[-1]):.0f}, after {mb(m.after_steady[-1]):.0f}"

@@ -1,4 +1,4 @@
-"""Command line: `python -m assistant ingest|search|db|serve|hash-password`.
+"""Command line: `python -m assistant ingest|search|eval|db|serve|hash-password`.
 
 `search` is the retrieval-only debug mode: it imports nothing from the chat stack, so it starts
 fast and small, and prints how each hit was found (vector rank and similarity, text rank, fused
@@ -43,6 +43,14 @@ def _parser() -> argparse.ArgumentParser:
                     help="source=PREFIX, document_id=1,2, type=pdf, tag=NAME, meta.KEY=VALUE (repeatable)")
     se.add_argument("--json", action="store_true", help="print one JSON object")
 
+    ev = sub.add_parser("eval", help="score retrieval on your questions: hit@k and MRR per mode, and the misses")
+    ev.add_argument("questions", metavar="QUESTIONS.jsonl",
+                    help='one JSON object a line: {"question": "...", "expected": ["file.md", ...]}')
+    ev.add_argument("--k", action="append", default=None, metavar="K",
+                    help="cut-offs for hit@k, e.g. --k 5 or --k 1,3,5,10 (the default)")
+    ev.add_argument("--mode", choices=("all", *SEARCH_MODES), default="all", help="search mode(s) to score")
+    ev.add_argument("--json", action="store_true", help="print one JSON object")
+
     db = sub.add_parser("db", help="database information")
     db.add_argument("action", choices=["status"])
     db.add_argument("--json", action="store_true")
@@ -67,6 +75,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return cmd_ingest(settings, args)
         if args.command == "search":
             return cmd_search(settings, args)
+        if args.command == "eval":
+            return cmd_eval(settings, args)
         if args.command == "db":
             return cmd_db(settings, args)
         return cmd_serve(settings, args)
@@ -112,6 +122,26 @@ def cmd_search(settings: Settings, args: argparse.Namespace) -> int:
         print(json.dumps(result.to_dict(), ensure_ascii=False))
     else:
         print(format_result(result))
+    return 0
+
+
+def cmd_eval(settings: Settings, args: argparse.Namespace) -> int:
+    """Score retrieval on a file of questions with known answers (see assistant/retrieval/evaluate.py)."""
+    from assistant.retrieval import open_retriever
+    from assistant.retrieval.evaluate import EVAL_MODES, evaluate, format_report, load_questions, parse_ks
+
+    ks = parse_ks(args.k)
+    questions = load_questions(args.questions)  # bad input fails before the database is opened
+    retriever = open_retriever(settings, announce=not args.json)
+    try:
+        modes = EVAL_MODES if args.mode == "all" else (args.mode,)
+        report = evaluate(retriever, questions, ks=ks, modes=modes, path=args.questions)
+    finally:
+        retriever.store.close()
+    if args.json:
+        print(json.dumps(report.to_dict(), ensure_ascii=False))
+    else:
+        print(format_report(report))
     return 0
 
 

@@ -167,7 +167,9 @@ class ChatPipeline:
         result = await self.retriever.asearch(query, k=k or self.settings.top_k, mode=mode, filters=filters)
         yield Retrieved(result)
         if result.degraded:
-            reason = " ".join((result.degraded_reason or "the embedding service failed").split())[:200]
+            reason = " ".join((result.degraded_reason or "the embedding service failed").split())
+            if len(reason) > 220:
+                reason = reason[:220].rsplit(" ", 1)[0] + "…"
             notices.append(
                 f"Semantic search is unavailable ({_lower_first(reason.rstrip('.'))}); "
                 "these results come from keyword search and may be less precise."

@@ -123,7 +123,8 @@ class CircuitBreaker:
     def _failed(self, err: EmbeddingError, probe: bool) -> None:
         with self._lock:
             self._consecutive += 1
-            self._last_error = " ".join(str(err).split())[:160]
+            text = " ".join(str(err).split())
+            self._last_error = text.removeprefix(self.name + " ")[:160]  # the name is in our own message
             now = self.clock()
             if probe:
                 self._probing = False

@@ -436,3 +436,272 @@ def test_ingest_with_a_rejected_token_prints_no_token(embedding_server: Any, dat
     out, err = capsys.readouterr()
     assert "rejected the token" in out + err
     assert_secret_free(out + err, PROVIDER_KEY)
+
+
+# -- widget origins in process -------------------------------------------------------------------
+
+
+@pytest.fixture
+def origins() -> Iterator[Any]:
+    """apply_allowed_origins on Chainlit's server, restored afterwards."""
+    from assistant.ui.cors import apply_allowed_origins
+
+    before = list(cl_config.project.allow_origins)
+    yield apply_allowed_origins
+    apply_allowed_origins(before)
+
+
+def test_socket_polling_from_an_allowed_site_carries_one_cors_header(origins: Any) -> None:
+    """engine.io used to add its own Access-Control-Allow-Origin next to the CORS middleware's, and
+    browsers refuse a doubled header: the widget never connected from an allowed site."""
+    from starlette.websockets import WebSocketDisconnect
+
+    client = TestClient(server_app)
+    handshake = "/ws/socket.io/?EIO=4&transport=polling"
+    origins(["https://docs.example.com"])
+    ok = client.get(handshake, headers={"Origin": "https://docs.example.com"})
+    assert ok.status_code == 200 and ok.headers.get_list("access-control-allow-origin") == ["https://docs.example.com"]
+    refused = client.get(handshake, headers={"Origin": "https://evil.example"})
+    assert refused.status_code == 400 and "access-control-allow-origin" not in refused.headers
+    with pytest.raises(WebSocketDisconnect) as closed:
+        with client.websocket_connect("/ws/socket.io/?EIO=4&transport=websocket",
+                                      headers={"Origin": "https://evil.example"}):
+            pass
+    assert closed.value.code == 1008
+
+    for everyone in (["*"], [""], []):  # "*", and an empty value (which Settings also reads as "*")
+        assert origins(everyone) == ["*"]
+        ok = client.get(handshake, headers={"Origin": "https://evil.example"})
+        assert ok.status_code == 200 and ok.headers.get_list("access-control-allow-origin") == ["https://evil.example"]
+
+
+def test_empty_allowed_origins_means_every_site(clean_env: pytest.MonkeyPatch) -> None:
+    for value in ("", " , ", "*"):
+        clean_env.setenv("ALLOWED_ORIGINS", value)
+        assert Settings.from_env().allowed_origins == ("*",)
+
+
+# -- a real server: widget origins, the Socket.IO handshake, login, and its own output ----------------
+
+ALLOWED = "https://docs.example.com"
+EVIL = "https://evil.example"
+SERVER_SECRETS = {
+    "db": "Srv-Db-Pw-" + uuid.uuid4().hex,
+    "CHAINLIT_AUTH_SECRET": "Srv-Auth-" + uuid.uuid4().hex,
+    "OPENAI_API_KEY": "sk-Srv-" + uuid.uuid4().hex,
+    "HUGGINGFACE_TOKEN": "hf_Srv" + uuid.uuid4().hex,
+    "EMBEDDING_API_KEY": "Srv-Emb-" + uuid.uuid4().hex,
+}
+WRONG_PASSWORD = "Wrong-Pw-" + uuid.uuid4().hex
+
+
+@pytest.fixture(scope="module")
+def secured(create_database: Any, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
+    """`chainlit run` with a login for alice and bob, one allowed widget origin and every secret set.
+
+    The LLM is the loopback fake, scripted to reject the key and echo it back (as OpenAI does in part).
+    """
+    from psycopg import conninfo
+
+    from tests.fakes.app_server import AppServer
+    from tests.fakes.llm_server import FakeLLMServer
+
+    llm = FakeLLMServer().start()
+    llm.script(*[("status", 401, f"Incorrect API key provided: {SERVER_SECRETS['OPENAI_API_KEY']}")] * 20)
+    url = conninfo.make_conninfo(create_database(), password=SERVER_SECRETS["db"])  # the test server trusts
+    env = {"DATABASE_URL": url, "ASSISTANT_SAMPLE_DOCS": "1", "ASSISTANT_DATA_DIR": str(tmp_path_factory.mktemp("d")),
+           "ASSISTANT_USERS": USERS, "ALLOWED_ORIGINS": ALLOWED, "OPENAI_BASE_URL": llm.base_url,
+           "LLM_MAX_RETRIES": "0", "LLM_TIMEOUT": "5",
+           **{k: v for k, v in SERVER_SECRETS.items() if k != "db"}}
+    server = AppServer("secured", env, tmp_path_factory.mktemp("secured"))
+    server.llm = llm  # type: ignore[attr-defined]
+    try:
+        server.wait_ready()
+        yield server
+    finally:
+        server.stop()
+        llm.stop()
+
+
+def login_cookie(server: Any, name: str, password: str) -> str:
+    import httpx
+
+    response = httpx.post(server.url + "/login", data={"username": name, "password": password}, timeout=30)
+    assert response.status_code == 200, response.text
+    return response.cookies["access_token"]
+
+
+async def open_chat(server: Any, origin: str, cookie: str | None) -> Any:
+    from tests.fakes.socket_chat import ChatSession
+
+    headers = {"Origin": origin} | ({"Cookie": f"access_token={cookie}"} if cookie else {})
+    chat = ChatSession(server.url, headers=headers)
+    await chat.connect(timeout=60)
+    return chat
+
+
+def test_only_allowed_origins_get_cors_answers(secured: Any) -> None:
+    import httpx
+
+    def preflight(origin: str) -> httpx.Response:
+        return httpx.options(secured.url + "/project/settings", headers={
+            "Origin": origin, "Access-Control-Request-Method": "GET"}, timeout=10)
+
+    denied = preflight(EVIL)
+    assert denied.status_code == 400 and "access-control-allow-origin" not in denied.headers
+    allowed = preflight(ALLOWED)
+    assert allowed.status_code == 200 and allowed.headers["access-control-allow-origin"] == ALLOWED
+    simple = httpx.get(secured.url + "/auth/config", headers={"Origin": EVIL}, timeout=10)
+    assert simple.status_code == 200 and "access-control-allow-origin" not in simple.headers  # unreadable there
+    simple = httpx.get(secured.url + "/auth/config", headers={"Origin": ALLOWED}, timeout=10)
+    assert simple.headers["access-control-allow-origin"] == ALLOWED and simple.json()["requireLogin"] is True
+
+
+async def test_socket_handshake_checks_origin_then_login(secured: Any) -> None:
+    from tests.fakes.socket_chat import ChatProtocolError
+
+    cookie = login_cookie(secured, "alice", ALICE_PASSWORD)
+    with pytest.raises(ChatProtocolError, match="could not open"):
+        await open_chat(secured, EVIL, cookie)  # a signed-in user's browser on another site: refused
+    with pytest.raises(ChatProtocolError, match="could not open"):
+        await open_chat(secured, ALLOWED, None)  # an allowed site, but nobody signed in
+    for origin in (ALLOWED, secured.url):  # the widget's site, and the assistant's own page
+        chat = await open_chat(secured, origin, cookie)
+        await chat.close()
+
+
+async def test_conversations_over_the_real_server_stay_private(secured: Any) -> None:
+    import httpx
+
+    alice, bob = login_cookie(secured, "alice", ALICE_PASSWORD), login_cookie(secured, "bob", BOB_PASSWORD)
+    question = "How do I deploy on Render? " + uuid.uuid4().hex[:6]
+    chat = await open_chat(secured, ALLOWED, alice)
+    try:
+        reply = await chat.ask(question, timeout=90)
+    finally:
+        await chat.close()
+    assert reply.done_at is not None and reply.text.strip(), reply.events  # answered from the documents
+    assert reply.answer_id
+
+    def client(cookie: str) -> httpx.Client:
+        return httpx.Client(base_url=secured.url, cookies={"access_token": cookie}, timeout=30)
+
+    with client(alice) as as_alice, client(bob) as as_bob:
+        threads: list[dict[str, Any]] = []
+        for _ in range(100):  # Chainlit saves the thread in background tasks
+            threads = as_alice.post("/project/threads", json={"pagination": {"first": 50}, "filter": {}}).json()["data"]
+            if any(t["name"] == question for t in threads):
+                break
+            import time
+
+            time.sleep(0.1)
+        [thread] = [t for t in threads if t["name"] == question]
+        assert as_bob.post("/project/threads", json={"pagination": {"first": 50}, "filter": {}}).json()["data"] == []
+        assert as_bob.get(f"/project/thread/{thread['id']}").status_code == 401
+        stolen = as_bob.put("/feedback", json={"sessionId": "x", "feedback": {"forId": reply.answer_id, "value": 0}})
+        assert stolen.status_code == 500
+        rated = as_alice.put("/feedback", json={"sessionId": "x", "feedback": {"forId": reply.answer_id, "value": 1}})
+        assert rated.status_code == 200, rated.text
+        steps = as_alice.get(f"/project/thread/{thread['id']}").json()["steps"]
+        assert [s["feedback"]["value"] for s in steps if s.get("feedback")] == [1]
+        assert httpx.post(secured.url + "/login", data={"username": "alice", "password": WRONG_PASSWORD},
+                          timeout=30).status_code == 401
+        assert httpx.post(secured.url + "/login", data={"username": WRONG_PASSWORD, "password": ALICE_PASSWORD},
+                          timeout=30).status_code == 401
+        assert httpx.get(secured.url + "/healthz", timeout=30).status_code == 200
+
+
+async def test_the_servers_own_output_holds_no_secret(secured: Any) -> None:
+    """Everything the server printed (start-up, logins, a chat whose LLM rejected the key) is clean."""
+    import httpx
+
+    cookie = login_cookie(secured, "bob", BOB_PASSWORD)
+    assert httpx.post(secured.url + "/login", data={"username": "bob", "password": WRONG_PASSWORD},
+                      timeout=30).status_code == 401
+    chat = await open_chat(secured, ALLOWED, cookie)
+    try:
+        reply = await chat.ask("How do I deploy on Render?", timeout=90)
+    finally:
+        await chat.close()
+    key = SERVER_SECRETS["OPENAI_API_KEY"]
+    assert any(r.headers.get("authorization") == f"Bearer {key}" for r in secured.llm.chat_requests)
+    assert "API key" in reply.text  # the chat says why it answered without the LLM ...
+    secured.stop()
+    output = secured.log.read_text(errors="replace")
+    assert "Uvicorn running" in output or "available at" in output
+    assert_secret_free(output + reply.text + " ".join(reply.errors),  # ... and nothing printed or shown has a secret
+                       *SERVER_SECRETS.values(), ALICE_PASSWORD, BOB_PASSWORD, WRONG_PASSWORD, ALICE_HASH, BOB_HASH)
+
+
+@pytest.mark.browser
+def test_widget_answers_on_an_allowed_site_and_not_on_another(sample_database: str,
+                                                              tmp_path_factory: pytest.TempPathFactory) -> None:
+    """In Chromium: the demo page on an allowed origin chats; the same page on another port cannot."""
+    import functools
+    import http.server
+    import os
+    import threading
+
+    from tests.conftest import ROOT
+    from tests.fakes.app_server import AppServer
+
+    chromium = Path("/usr/bin/chromium")
+    if not chromium.exists():
+        if os.environ.get("REQUIRE_BROWSER") == "1":
+            pytest.fail("REQUIRE_BROWSER=1 but /usr/bin/chromium is missing")
+        pytest.skip("/usr/bin/chromium not found")
+    sync_api = pytest.importorskip("playwright.sync_api")
+    from tests.test_browser_app import CHROMIUM_ARGS, QUESTION, wait_answer_done
+
+    class Quiet(http.server.SimpleHTTPRequestHandler):
+        def log_message(self, *args: Any) -> None:
+            pass
+
+    sites = [http.server.ThreadingHTTPServer(("127.0.0.1", 0), functools.partial(Quiet, directory=str(ROOT / "public")))
+             for _ in range(2)]
+    for site in sites:
+        threading.Thread(target=site.serve_forever, daemon=True).start()
+    allowed, other = (f"http://127.0.0.1:{site.server_address[1]}" for site in sites)
+    server = AppServer("widget-origins", {"DATABASE_URL": sample_database, "ASSISTANT_SAMPLE_DOCS": "0",
+                                          "ASSISTANT_DATA_DIR": str(tmp_path_factory.mktemp("wo")),
+                                          "ALLOWED_ORIGINS": allowed}, tmp_path_factory.mktemp("widget-origins"))
+    try:
+        server.wait_ready()
+        with sync_api.sync_playwright() as p:
+            browser = p.chromium.launch(executable_path=str(chromium), args=CHROMIUM_ARGS, headless=True)
+            try:
+                page = browser.new_page()
+                page.set_default_timeout(30_000)
+                seen: list[str] = []
+                page.on("console", lambda m: seen.append(m.text))
+                page.goto(f"{allowed}/widget-demo.html?server={server.url}")
+                page.locator("#chainlit-copilot-button").click()
+                page.locator("#chat-input").fill(QUESTION)
+                try:  # enabled once the chat's socket is connected
+                    page.locator("#chat-submit:enabled").wait_for(timeout=20_000)
+                except sync_api.TimeoutError:
+                    errors = [m for m in seen if "CORS" in m or "socket" in m.lower()]
+                    raise AssertionError(f"the widget did not connect from an allowed site: {errors}") from None
+                page.locator("#chat-submit").click()
+                wait_answer_done(page)
+                assert "Sources:" in page.locator('[data-step-type="assistant_message"]').last.inner_text()
+
+                page = browser.new_page()
+                console: list[str] = []
+                page.on("console", lambda m: console.append(m.text))
+                page.goto(f"{other}/widget-demo.html?server={server.url}")
+                page.locator("#chainlit-copilot-button").click()  # the script itself loads anywhere ...
+                page.wait_for_timeout(3000)
+                blocked = [m for m in console if "CORS policy" in m]
+                assert blocked, console  # ... but the browser keeps the server's answers from this page
+                assert page.locator('[data-step-type="assistant_message"]').count() == 0
+                ARTIFACTS_DIR = ROOT / "test-artifacts"
+                ARTIFACTS_DIR.mkdir(exist_ok=True)
+                page.screenshot(path=str(ARTIFACTS_DIR / "browser-widget-disallowed-origin.png"))
+            finally:
+                browser.close()
+    finally:
+        server.stop()
+        for site in sites:
+            site.shutdown()
+            site.server_close()

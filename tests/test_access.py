@@ -705,3 +705,14 @@ def test_widget_answers_on_an_allowed_site_and_not_on_another(sample_database: s
         for site in sites:
             site.shutdown()
             site.server_close()
+
+
+def test_render_blueprint_asks_for_users_and_generates_the_secret() -> None:
+    import yaml
+
+    from tests.conftest import ROOT
+
+    (web,) = yaml.safe_load((ROOT / "render.yaml").read_text())["services"]
+    env = {v["key"]: v for v in web["envVars"]}
+    assert env["ASSISTANT_USERS"] == {"key": "ASSISTANT_USERS", "sync": False}
+    assert env["CHAINLIT_AUTH_SECRET"] == {"key": "CHAINLIT_AUTH_SECRET", "generateValue": True}

@@ -222,8 +222,10 @@ def cmd_hash_password(args: argparse.Namespace) -> int:
 
 def cmd_serve(settings: Settings, args: argparse.Namespace) -> int:
     """Prepare the database (and sample corpus) in this terminal, then hand over to Chainlit."""
+    from assistant.auth import check_login_settings
     from assistant.retrieval import open_retriever
 
+    check_login_settings(settings.users, settings.allowed_origins)  # before the database, not after
     retriever = open_retriever(settings)
     print(f"Database ready ({retriever.store.document_count()} documents). Starting the chat on"
           f" http://{args.host}:{args.port}", file=sys.stderr)

@@ -16,10 +16,11 @@ from __future__ import annotations
 import base64
 import hashlib
 import hmac
+import os
 import re
 import secrets
 import threading
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 
 from assistant.retrieval.errors import ConfigError
 
@@ -123,3 +124,17 @@ class PasswordChecker:
         # An unknown name is checked against the decoy, so a miss takes as long as a wrong password.
         ok = verify_password(password or "", encoded or self._decoy or "")
         return name if ok and encoded is not None else None
+
+
+def check_login_settings(users: Sequence[tuple[str, str]], allowed_origins: Sequence[str],
+                         environ: Mapping[str, str] | None = None) -> None:
+    """With users configured, refuse settings that would not start or would not protect anything."""
+    if not users:
+        return
+    env = os.environ if environ is None else environ
+    if not (env.get("CHAINLIT_AUTH_SECRET") or "").strip():
+        raise ConfigError("ASSISTANT_USERS needs CHAINLIT_AUTH_SECRET to sign the login cookie: "
+                          "make one with `chainlit create-secret` and set it")
+    if "*" in allowed_origins and (env.get("CHAINLIT_COOKIE_SAMESITE") or "lax").lower() == "none":
+        raise ConfigError("With a login and CHAINLIT_COOKIE_SAMESITE=none, ALLOWED_ORIGINS=* would let any website "
+                          "read your users' conversations: list the sites that embed the chat in ALLOWED_ORIGINS")

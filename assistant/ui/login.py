@@ -15,27 +15,14 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import os
 from collections.abc import Awaitable, Callable, Mapping
 
 import chainlit as cl
 
-from assistant.auth import PasswordChecker
+from assistant.auth import PasswordChecker, check_login_settings
 from assistant.config import Settings
-from assistant.retrieval.errors import ConfigError
 
 log = logging.getLogger(__name__)
-
-
-def check_login_settings(settings: Settings, environ: Mapping[str, str] | None = None) -> None:
-    """Refuse login settings that would not start or would not protect anything."""
-    env = os.environ if environ is None else environ
-    if not (env.get("CHAINLIT_AUTH_SECRET") or "").strip():
-        raise ConfigError("ASSISTANT_USERS needs CHAINLIT_AUTH_SECRET to sign the login cookie: "
-                          "make one with `chainlit create-secret` and set it")
-    if "*" in settings.allowed_origins and (env.get("CHAINLIT_COOKIE_SAMESITE") or "lax").lower() == "none":
-        raise ConfigError("With a login and CHAINLIT_COOKIE_SAMESITE=none, ALLOWED_ORIGINS=* would let any website "
-                          "read your users' conversations: list the sites that embed the chat in ALLOWED_ORIGINS")
 
 
 def login_callback(checker: PasswordChecker) -> Callable[[str, str], Awaitable[cl.User | None]]:
@@ -56,6 +43,6 @@ def enable_password_login(settings: Settings, environ: Mapping[str, str] | None 
     """Register the password login when ASSISTANT_USERS is set; False (an open chat) otherwise."""
     if not settings.users:
         return False
-    check_login_settings(settings, environ)
+    check_login_settings(settings.users, settings.allowed_origins, environ)
     cl.password_auth_callback(login_callback(PasswordChecker(settings.users)))
     return True

@@ -15,10 +15,12 @@ from psycopg import sql
 from psycopg.types.json import Jsonb
 
 from assistant.retrieval.errors import QueryError
+from assistant.retrieval.sanitize import unstorable_reason
 
 FILTER_KEYS = ("source", "document_id", "type", "tag", "meta.<key>")
 _META_KEY = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,63}$")
 _SHORTCUTS = {"type": "type", "tag": "tags", "tags": "tags", "lang": "lang"}
+_DOCUMENT_ID = re.compile(r"[0-9]{1,18}")  # ASCII digits only, and within PostgreSQL's bigint
 
 
 @dataclass(frozen=True)
@@ -43,7 +45,7 @@ class Filters:
 
 
 def _unknown(key: str) -> QueryError:
-    return QueryError(f"Unknown filter key {key!r}; use one of: {', '.join(FILTER_KEYS)}")
+    return QueryError(f"Unknown filter key {key[:80]!r}; use one of: {', '.join(FILTER_KEYS)}")
 
 
 def parse_filters(items: Iterable[str] | Mapping[str, Any] | Filters | None) -> Filters:
@@ -59,13 +61,17 @@ def parse_filters(items: Iterable[str] | Mapping[str, Any] | Filters | None) -> 
         for item in items:
             key, sep, value = item.partition("=")
             if not sep:
-                raise QueryError(f"Filter {item!r} is not key=value (e.g. --filter source=docs/ or --filter tag=faq)")
+                raise QueryError(
+                    f"Filter {item[:80]!r} is not key=value (e.g. --filter source=docs/ or --filter tag=faq)")
             pairs.append((key, value))
     source: str | None = None
     ids: list[int] = []
     meta: list[tuple[str, str]] = []
     for raw_key, raw_value in pairs:
         key, value = raw_key.strip(), raw_value.strip()
+        reason = unstorable_reason(key + value)
+        if reason:
+            raise QueryError(f"The filter {key[:80]!r} {reason}; remove it and try again")
         if not value:
             if key in ("source", "document_id", *_SHORTCUTS) or key.startswith("meta."):
                 continue  # an empty field in the chat settings means "no filter"
@@ -74,15 +80,15 @@ def parse_filters(items: Iterable[str] | Mapping[str, Any] | Filters | None) -> 
             source = value
         elif key in ("document_id", "doc", "id"):
             for part in value.split(","):
-                if not part.strip().isdigit():
-                    raise QueryError(f"document_id must be whole numbers separated by commas, not {value!r}")
+                if not _DOCUMENT_ID.fullmatch(part.strip()):
+                    raise QueryError(f"document_id must be whole numbers separated by commas, not {value[:80]!r}")
                 ids.append(int(part))
         elif key in _SHORTCUTS:
             meta.append((_SHORTCUTS[key], value))
         elif key.startswith("meta."):
             name = key[5:]
             if not _META_KEY.match(name):
-                raise QueryError(f"Metadata key {name!r} may only use letters, digits, '_', '.', '-'")
+                raise QueryError(f"Metadata key {name[:80]!r} may only use letters, digits, '_', '.', '-'")
             meta.append((name, value))
         else:
             raise _unknown(key)

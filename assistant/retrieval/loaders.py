@@ -18,11 +18,13 @@ import itertools
 import re
 import unicodedata
 from collections.abc import Callable
+from dataclasses import replace
 from html.parser import HTMLParser
 from pathlib import Path
 from typing import Any
 
 from assistant.retrieval.errors import IngestError
+from assistant.retrieval.sanitize import storable, unstorable_reason
 from assistant.retrieval.types import Block, BlockKind, LoadedDocument
 
 SUPPORTED_SUFFIXES: tuple[str, ...] = (".md", ".markdown", ".txt", ".html", ".htm", ".pdf")
@@ -60,15 +62,30 @@ def load_file(path: Path) -> LoadedDocument:
 def _new_doc(
     path: Path, raw: bytes, kind: str, title: str, blocks: list[Block], extra: dict[str, Any] | None = None
 ) -> LoadedDocument:
+    source = path.resolve().as_posix()
+    if unstorable_reason(source):  # undecodable bytes in a file name arrive as lone surrogates
+        shown = source.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
+        raise IngestError(f"{shown}: the file name is not valid UTF-8; rename the file and retry")
     metadata: dict[str, Any] = {"type": kind, "filename": path.name}
     metadata.update(extra or {})
     return LoadedDocument(
-        source=path.resolve().as_posix(),
-        title=_clean_title(title) or _title_from_stem(path),
-        blocks=blocks,
+        source=source,
+        title=storable(_clean_title(title)) or _title_from_stem(path),
+        blocks=[replace(b, text=storable(b.text)) for b in blocks],  # a UTF-16 file or a PDF may hold NULs
         content_hash=hashlib.sha256(raw).hexdigest(),
-        metadata=metadata,
+        metadata=_storable_json(metadata),
     )
+
+
+def _storable_json(value: Any) -> Any:
+    """Metadata (front matter, PDF info) with every string made storable in jsonb."""
+    if isinstance(value, str):
+        return storable(value)
+    if isinstance(value, dict):
+        return {storable(str(k)): _storable_json(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_storable_json(v) for v in value]
+    return value
 
 
 def _clean_title(title: str | None) -> str:

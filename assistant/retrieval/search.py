@@ -17,6 +17,7 @@ import numpy as np
 
 from assistant.retrieval.errors import CircuitOpenError, EmbeddingError, QueryError
 from assistant.retrieval.filters import Filters, parse_filters
+from assistant.retrieval.sanitize import storable
 from assistant.retrieval.types import SEARCH_MODES, Hit, SearchResult
 
 if TYPE_CHECKING:
@@ -77,14 +78,14 @@ class Retriever:
 
     def _prepare(self, query: str, k: int | None, mode: str,
                  filters: FilterSpec) -> tuple[str, int, Filters, list[str]]:
-        if query is None or not str(query).strip():
+        text = "" if query is None else " ".join(storable(str(query)).split())  # NUL/surrogates break SQL
+        if not text:
             raise QueryError("The question is empty: type a few words to search for")
         if mode not in SEARCH_MODES:
             raise QueryError(f"Unknown search mode {mode!r}; use one of {', '.join(SEARCH_MODES)}")
         k = self.settings.top_k if k is None else int(k)
         if not 1 <= k <= 100:
             raise QueryError(f"k must be between 1 and 100, not {k}")
-        text = " ".join(str(query).split())
         notices: list[str] = []
         if len(text) > _CHEAP_CHARS:
             from assistant.retrieval.tokens import truncate_to_tokens

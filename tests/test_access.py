@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import io
 import logging
+import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -287,7 +288,6 @@ async def test_http_routes_show_and_change_only_your_own_history(login_server: C
     assert anonymous.post("/project/threads", json={"pagination": {"first": 20}, "filter": {}}).status_code == 401
     alice_http, bob_http = logged_in("alice", ALICE_PASSWORD), logged_in("bob", BOB_PASSWORD)
     _, bob, a, b = await two_users(login_server, sessions)  # the users the logins created
-    context_var.set(None)  # type: ignore[arg-type]  # the requests below carry no chat session
     bobs = snapshot(store, b["thread"])
 
     listed = alice_http.post("/project/threads", json={"pagination": {"first": 20}, "filter": {"userId": bob.id}})
@@ -592,8 +592,6 @@ async def test_conversations_over_the_real_server_stay_private(secured: Any) -> 
             threads = as_alice.post("/project/threads", json={"pagination": {"first": 50}, "filter": {}}).json()["data"]
             if any(t["name"] == question for t in threads):
                 break
-            import time
-
             time.sleep(0.1)
         [thread] = [t for t in threads if t["name"] == question]
         assert as_bob.post("/project/threads", json={"pagination": {"first": 50}, "filter": {}}).json()["data"] == []
@@ -642,7 +640,7 @@ def test_widget_answers_on_an_allowed_site_and_not_on_another(sample_database: s
     import os
     import threading
 
-    from tests.conftest import ROOT
+    from tests.conftest import ARTIFACTS, ROOT
     from tests.fakes.app_server import AppServer
 
     chromium = Path("/usr/bin/chromium")
@@ -695,9 +693,8 @@ def test_widget_answers_on_an_allowed_site_and_not_on_another(sample_database: s
                 blocked = [m for m in console if "CORS policy" in m]
                 assert blocked, console  # ... but the browser keeps the server's answers from this page
                 assert page.locator('[data-step-type="assistant_message"]').count() == 0
-                ARTIFACTS_DIR = ROOT / "test-artifacts"
-                ARTIFACTS_DIR.mkdir(exist_ok=True)
-                page.screenshot(path=str(ARTIFACTS_DIR / "browser-widget-disallowed-origin.png"))
+                ARTIFACTS.mkdir(exist_ok=True)
+                page.screenshot(path=str(ARTIFACTS / "browser-widget-disallowed-origin.png"))
             finally:
                 browser.close()
     finally:

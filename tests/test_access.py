@@ -383,6 +383,21 @@ def test_database_password_stays_out_of_errors_logs_and_commands(
     assert_secret_free(response.text + caplog.text, password, password.replace("@", ""))
 
 
+def test_db_status_of_a_working_database_shows_no_password(database_url: str, tmp_path: Path,
+                                                           clean_env: pytest.MonkeyPatch,
+                                                           capsys: pytest.CaptureFixture[str]) -> None:
+    from psycopg import conninfo
+
+    clean_env.setenv("DATABASE_URL", conninfo.make_conninfo(database_url, password=DB_PASSWORD))  # trusted: unused
+    clean_env.setenv("ASSISTANT_DATA_DIR", str(tmp_path))
+    clean_env.setenv("ASSISTANT_SAMPLE_DOCS", "0")
+    for args in (["db", "status"], ["db", "status", "--json"]):
+        assert cli_main(args) == 0
+        out, err = capsys.readouterr()
+        assert "pgvector" in out
+        assert_secret_free(out + err, DB_PASSWORD)
+
+
 def test_embedding_keys_stay_out_of_errors_and_logs(embedding_server: Any, caplog: pytest.LogCaptureFixture) -> None:
     """A provider that echoes the key in its 401/400 body (some do) must not get it shown or logged."""
     from assistant.retrieval.embedders import make_embedder

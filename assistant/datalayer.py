@@ -39,7 +39,7 @@ from chainlit.user import PersistedUser, User
 from psycopg.rows import dict_row
 from psycopg.types.json import Jsonb
 
-from assistant.retrieval.errors import AssistantError
+from assistant.retrieval.errors import AssistantError, DatabaseError
 from assistant.retrieval.migrations import migrate
 
 if TYPE_CHECKING:
@@ -58,6 +58,10 @@ _acting_user: ContextVar[str | None] = ContextVar("assistant_acting_user", defau
 
 class AccessDenied(AssistantError):
     """The signed-in user asked for another user's conversation or rating."""
+
+
+RATING_NOT_SAVED = ("The rating could not be saved: the database is not reachable right now."
+                    " Please try again in a moment.")
 
 
 def acting_user() -> str | None:
@@ -121,7 +125,8 @@ def _writable_thread(conn: psycopg.Connection, thread_id: str | None, me: str | 
 
 # SQL conditions: `%(me)s` is acting_user(); NULL means unrestricted.
 _MINE = "(%(me)s::text IS NULL OR user_identifier = %(me)s)"  # on chat_threads
-_OWN_THREAD = "(%(me)s::text IS NULL OR {col} IN (SELECT id FROM chat_threads WHERE user_identifier = %(me)s))"
+_OWN_THREAD = ("(%(me)s::text IS NULL OR EXISTS (SELECT 1 FROM chat_threads o"
+               " WHERE o.id = {col} AND o.user_identifier = %(me)s))")
 _NOT_OTHERS_THREAD = ("(%(me)s::text IS NULL OR {col} IS NULL OR NOT EXISTS (SELECT 1 FROM chat_threads o"
                       " WHERE o.id = {col} AND o.user_identifier <> %(me)s))")
 
@@ -200,6 +205,8 @@ CHAT_SCHEMA_STEPS: list[str] = [
     );
     CREATE INDEX IF NOT EXISTS chat_feedback_value ON chat_feedback (value, created_at DESC);
     """,
+    # Threads are listed per signed-in user (by identifier) since the login arrived.
+    "CREATE INDEX IF NOT EXISTS chat_threads_owner ON chat_threads (user_identifier, updated_at DESC);",
 ]
 
 
@@ -255,6 +262,15 @@ class ChatDataLayer(BaseDataLayer):
             await self._run(fn)
         except (AssistantError, psycopg.Error) as err:
             log.warning("could not save %s: %s", what, " ".join(str(err).split())[:300])
+
+    async def _user_write(self, what: str, fn: Callable[[psycopg.Connection], T]) -> T:
+        """For writes the user waits for (ratings): Chainlit shows the error's text in a toast, so an
+        outage becomes a plain sentence there; the host and the driver's reason go to the log."""
+        try:
+            return await self._run(fn)
+        except DatabaseError as err:
+            log.warning("could not save a %s: %s", what, " ".join(str(err).split())[:300])
+            raise DatabaseError(RATING_NOT_SAVED) from None
 
     # -- users -----------------------------------------------------------------------------
 
@@ -336,7 +352,7 @@ class ChatDataLayer(BaseDataLayer):
             ).fetchone()
             return str(row[0])
 
-        return await self._run(q)
+        return await self._user_write("rating", q)
 
     async def delete_feedback(self, feedback_id: str) -> bool:
         me = acting_user()
@@ -345,7 +361,7 @@ class ChatDataLayer(BaseDataLayer):
             sql = "DELETE FROM chat_feedback WHERE id = %(id)s AND " + _OWN_THREAD.format(col="thread_id")
             return conn.execute(sql, {"id": feedback_id, "me": me}).rowcount > 0
 
-        return await self._run(q)
+        return await self._user_write("rating removal", q)
 
     # -- elements --------------------------------------------------------------------------
 

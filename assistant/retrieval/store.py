@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import threading
+import time
 from collections.abc import Iterator, Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -35,6 +37,14 @@ HNSW_M = 16
 HNSW_EF_CONSTRUCTION = 64
 COMMON_WORD_SHARE = 0.10  # a word in more than this share of chunks is too common to match on alone
 COMMON_WORD_FLOOR = 30  # ...but a word in at most this many chunks always counts (small corpora)
+# Connection loss: a request waits this long for a pooled connection before asking the server
+# itself whether it is up (so a user hears "unreachable" in a second, not after DB_CONNECT_TIMEOUT)...
+POOL_QUICK_WAIT = 0.5
+# The pool retries a lost server with a doubling delay (1 s, 2 s, 4 s...); after this many seconds
+# it gives up, and the next request starts a fresh series. So while questions come in, it tries
+# about once a second, and none waits for an attempt minutes away: with psycopg_pool's default
+# (300 s), searches kept failing for 88 s after a 150 s outage had ended.
+POOL_RECONNECT_WINDOW = 2.0
 
 
 def _schema_steps(dim: int, ts_config: str) -> list[Any]:
@@ -120,6 +130,9 @@ class Store:
         self.model = settings.embedding_model
         self.dim = settings.embedding_dim
         self._pool: ConnectionPool | None = None
+        self._probe_lock = threading.Lock()
+        self._probe_at = 0.0
+        self._probe_error: str | None = None
 
     # -- opening -------------------------------------------------------------------------------
 
@@ -187,6 +200,7 @@ class Store:
             configure=register_vector,
             check=ConnectionPool.check_connection,
             timeout=s.db_connect_timeout,
+            reconnect_timeout=POOL_RECONNECT_WINDOW,
             name="assistant",
             open=True,
         )
@@ -198,21 +212,56 @@ class Store:
 
     @contextlib.contextmanager
     def connection(self) -> Iterator[psycopg.Connection]:
-        """A pooled connection; connection loss becomes a one-line DatabaseError."""
-        if self._pool is None:
+        """A pooled connection; an unreachable server or a lost connection becomes a one-line DatabaseError."""
+        pool = self._pool
+        if pool is None:
             raise DatabaseError("The store is closed")
+        conn = self._getconn(pool)
         try:
-            with self._pool.connection() as conn:
+            with conn:  # commit on success, roll back on error (the connection stays pooled)
                 yield conn
+        except psycopg.OperationalError as err:
+            raise DatabaseError(
+                f"Lost the connection to PostgreSQL at {self.location.description} ({first_line(err)}); try again"
+            ) from None
+        finally:
+            pool.putconn(conn)
+
+    def _getconn(self, pool: ConnectionPool) -> psycopg.Connection:
+        timeout = float(self.settings.db_connect_timeout)
+        quick = min(POOL_QUICK_WAIT, timeout)
+        try:
+            return pool.getconn(timeout=quick)
+        except PoolTimeout:
+            pass
+        # Nothing pooled at once: every connection is busy, or the server went away and the pool
+        # is reconnecting in the background. Ask the server: if it is down, say so now.
+        self._check_reachable()
+        pool.check()  # it is up: drop pooled connections that died with the old server process
+        try:
+            return pool.getconn(timeout=timeout - quick)
         except PoolTimeout:
             raise DatabaseError(
                 f"Cannot reach PostgreSQL at {self.location.description} (no connection within"
                 f" {self.settings.db_connect_timeout} s); check that the server is up"
             ) from None
-        except psycopg.OperationalError as err:
-            raise DatabaseError(
-                f"Lost the connection to PostgreSQL at {self.location.description} ({first_line(err)}); try again"
-            ) from None
+
+    def _check_reachable(self) -> None:
+        """Raise DatabaseError (with the driver's reason) unless a new connection to the server opens.
+
+        Requests that wait while a probe runs share its result (one probe, not one per request).
+        """
+        asked = time.monotonic()
+        with self._probe_lock:
+            if self._probe_at < asked:
+                try:
+                    connect(self.location, timeout=self.settings.db_connect_timeout, autocommit=True).close()
+                    self._probe_error = None
+                except DatabaseError as err:
+                    self._probe_error = str(err)
+                self._probe_at = time.monotonic()
+            if self._probe_error is not None:
+                raise DatabaseError(self._probe_error)
 
     # -- documents -----------------------------------------------------------------------------
 

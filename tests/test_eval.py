@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from assistant.retrieval.embedders import make_embedder
-from assistant.retrieval.errors import EmbeddingError, QueryError
+from assistant.retrieval.errors import AssistantError, EmbeddingError, QueryError
 from assistant.retrieval.evaluate import (
     DEFAULT_KS,
     EvalInputError,
@@ -196,7 +196,7 @@ def test_no_documents_is_a_clear_error(database_url, tmp_path):
     s = make_settings(database_url=database_url, data_dir=tmp_path)
     retriever = Retriever(Store.open(s, announce=False), make_embedder(s), s)
     try:
-        with pytest.raises(QueryError, match="no documents"):
+        with pytest.raises(AssistantError, match="no documents"):
             evaluate(retriever, [EvalQuestion(1, "anything", ("a.md",))])
     finally:
         retriever.store.close()

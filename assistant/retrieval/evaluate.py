@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import TYPE_CHECKING, Any
 
-from assistant.retrieval.errors import QueryError
+from assistant.retrieval.errors import AssistantError, QueryError
 
 if TYPE_CHECKING:
     from assistant.retrieval.search import Retriever
@@ -296,7 +296,7 @@ def evaluate(retriever: Retriever, questions: Sequence[EvalQuestion], *, ks: Seq
     store = retriever.store
     documents = store.titles(limit=1_000_000)
     if not documents:
-        raise QueryError("The index holds no documents: run `python -m assistant ingest PATH` first")
+        raise AssistantError("The index holds no documents: run `python -m assistant ingest PATH` first")
     index = SourceIndex(documents)
     warnings: list[str] = []
     targets: dict[int, set[str]] = {}

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import os
 import shutil
 import signal
@@ -67,6 +68,9 @@ def _parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
+    # The connection pool warns (in two lines) at every reconnect attempt; the command line reports
+    # a lost database once, in its own words (the chat server keeps those warnings in its log).
+    logging.getLogger("psycopg.pool").setLevel(logging.ERROR)
     try:
         if args.command == "hash-password":  # needs no (and must not fail on a broken) configuration
             return cmd_hash_password(args)

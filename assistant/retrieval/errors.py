@@ -6,6 +6,9 @@ else is a bug and may show a traceback in logs, never in the chat.
 
 from __future__ import annotations
 
+import logging
+from urllib.parse import urlsplit, urlunsplit
+
 
 class AssistantError(Exception):
     """Base class: `str(err)` is a single line fit to show to a user."""
@@ -41,3 +44,38 @@ class ModelMismatchError(DatabaseError):
 
 class IngestError(AssistantError):
     """One file could not be loaded (bad type, corrupt, binary, empty); the run goes on."""
+
+
+def public_url(url: str) -> str:
+    """A service URL fit for messages and logs: no `user:password@`, query string or fragment.
+
+    People put API keys there (`https://user:key@host/v1`, `?api_key=...`); the host and path are
+    what a reader needs to find the misconfigured setting.
+    """
+    try:
+        parts = urlsplit(url)
+        host = parts.hostname or ""
+        host = f"[{host}]" if ":" in host else host  # IPv6
+        netloc = host if parts.port is None else f"{host}:{parts.port}"
+    except ValueError:
+        return "an invalid URL"
+    if not parts.scheme or not host:
+        return url.split("?", 1)[0].split("#", 1)[0].rpartition("@")[2]
+    return urlunsplit((parts.scheme, netloc, parts.path, "", ""))
+
+
+class _PublicUrls(logging.Filter):
+    """Rewrites URL arguments of log records with `public_url` (httpx logs every request's URL)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if isinstance(record.args, tuple) and record.args:
+            record.args = tuple(public_url(str(a)) if str(a).startswith(("http://", "https://")) else a
+                                for a in record.args)
+        return True
+
+
+def hide_url_credentials(logger_name: str) -> None:
+    """Keep `user:password@` and query strings of request URLs out of `logger_name`'s lines."""
+    logger = logging.getLogger(logger_name)
+    if not any(isinstance(f, _PublicUrls) for f in logger.filters):
+        logger.addFilter(_PublicUrls())

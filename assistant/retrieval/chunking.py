@@ -128,7 +128,10 @@ class _Chunker:
         self.overlap_tokens = overlap_tokens
         self.hard_limit = hard_limit
         self.title = title
-        self.base = max(count(""), 0)  # fixed cost (prefix, specials) every text pays once
+        # The fixed cost (prefix, specials) every text pays once. Not count(""): e5 reads an empty
+        # passage as 5 tokens but "a" as 5 too, so one-token words would look free and the packer
+        # would take a whole 1 MB line before settling (minutes of exact counts).
+        self.base = max(min(count(""), count("a") + count("b") - count("a b")), 0)
         self.chunks: list[Chunk] = []
         self.path: tuple[str, ...] = ()
         self._context_cost = 0
@@ -136,6 +139,8 @@ class _Chunker:
     # ---- measuring
     def measure(self, text: str) -> int | None:
         """Token count of `text` if it fits both budgets as a chunk of the current section."""
+        if len(text) > self.max_tokens * _CHAR_PROBE_PER_TOKEN:
+            return None  # cannot fit, and counting a 1 MB paragraph costs seconds (at every split level)
         n = self.count(text)
         if n > self.max_tokens:
             return None
@@ -236,12 +241,31 @@ class _Chunker:
         fence: tuple[str, str] | None,
         fence_tokens: int,
     ) -> list[_Atom]:
-        """Cut one huge word into the longest prefixes that fit (binary search, deterministic)."""
+        """Cut one huge word into the longest prefixes that fit (binary search, deterministic).
+
+        The previous piece's length is probed first and the search gallops up from it: pieces of
+        one word are usually alike, so a 1 MB "word" costs ~2 token counts a piece instead of ~14.
+        """
         out: list[_Atom] = []
         pos = start
+        guess = 0
         while pos < end:
             lo, hi = 0, min(end - pos, self.max_tokens * _CHAR_PROBE_PER_TOKEN)
             best: int | None = None
+            if guess:
+                probe = min(guess, hi)
+                n = self.measure(_wrap(src[pos : pos + probe], fence))
+                if n is None:
+                    hi = probe - 1
+                else:
+                    lo, best, step = probe, n, 1
+                    while lo < hi:
+                        probe = min(lo + step, hi)
+                        n = self.measure(_wrap(src[pos : pos + probe], fence))
+                        if n is None:
+                            hi = probe - 1
+                            break
+                        lo, best, step = probe, n, step * 2
             while lo < hi:
                 mid = (lo + hi + 1) // 2
                 n = self.measure(_wrap(src[pos : pos + mid], fence))
@@ -253,6 +277,7 @@ class _Chunker:
                 raise ValueError(f"max_tokens={self.max_tokens} is too small to hold even one character of text")
             out.append(_Atom(block, src, pos, pos + lo, best, code, fence, fence_tokens))
             pos += lo
+            guess = lo
         return out
 
     def code_atoms(self, block: int, text: str) -> list[_Atom]:
@@ -289,10 +314,15 @@ class _Chunker:
         """Cheap token estimate of `_render(atoms)`; the exact count is checked before emitting."""
         total = atoms[0].tokens
         for prev, atom in itertools.pairwise(atoms):
-            total += atom.tokens - self.base
-            if atom.fence is not None and prev.fence == atom.fence and prev.block == atom.block:
-                total -= atom.fence_tokens
+            total += self._join_cost(prev, atom)
         return total
+
+    def _join_cost(self, prev: _Atom, atom: _Atom) -> int:
+        """What `atom` adds to the estimate when it follows `prev`."""
+        cost = atom.tokens - self.base
+        if atom.fence is not None and prev.fence == atom.fence and prev.block == atom.block:
+            cost -= atom.fence_tokens
+        return cost
 
     def pack(self, atoms: list[_Atom]) -> list[list[_Atom]]:
         """Greedy packing with overlap; estimates decide, exact counts confirm."""
@@ -301,14 +331,19 @@ class _Chunker:
         queue = deque(atoms)
         current: list[_Atom] = []
         n_overlap = 0  # the first n atoms of `current` repeat the end of the previous chunk
+        est = 0  # == self.estimate(current), kept up to date: a 1 MB line is ~200k atoms
         while True:
             if queue:
                 atom = queue[0]
-                if not current or self.estimate([*current, atom]) <= limit:
+                grown = atom.tokens if not current else est + self._join_cost(current[-1], atom)
+                if not current or grown <= limit:
                     current.append(queue.popleft())
+                    est = grown
                     continue
                 if n_overlap == len(current):  # overlap leaves no room: shorten it from the front
-                    current.pop(0)
+                    first = current.pop(0)
+                    if current:
+                        est += current[0].tokens - first.tokens - self._join_cost(first, current[0])
                     n_overlap -= 1
                     continue
             elif n_overlap == len(current):
@@ -318,6 +353,7 @@ class _Chunker:
             queue.extendleft(reversed(back))
             current = self.overlap(current) if queue else []
             n_overlap = len(current)
+            est = self.estimate(current) if current else 0
         return out
 
     def settle(self, atoms: list[_Atom], n_overlap: int) -> tuple[list[_Atom], int, list[_Atom]]:

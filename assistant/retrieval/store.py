@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import math
 import threading
 import time
 from collections.abc import Iterator, Sequence
@@ -37,6 +38,9 @@ HNSW_M = 16
 HNSW_EF_CONSTRUCTION = 64
 COMMON_WORD_SHARE = 0.10  # a word in more than this share of chunks is too common to match on alone
 COMMON_WORD_FLOOR = 30  # ...but a word in at most this many chunks always counts (small corpora)
+TEXT_MATCH_BUDGET = 1000  # chunks the any-word query may rank, estimated (rarest words first)
+RARE_WORD_COUNT = 200  # chunks counted at most for a word the statistics do not list
+LEXEME_STATS_TTL = 60.0  # seconds a Store trusts its copy of the full-text statistics (autovacuum refreshes them)
 # Connection loss: a request waits this long for a pooled connection before asking the server
 # itself whether it is up (so a user hears "unreachable" in a second, not after DB_CONNECT_TIMEOUT)...
 POOL_QUICK_WAIT = 0.5
@@ -130,6 +134,7 @@ class Store:
         self.model = settings.embedding_model
         self.dim = settings.embedding_dim
         self._pool: ConnectionPool | None = None
+        self._lexeme_cache: tuple[float, tuple[dict[str, float], float] | None] | None = None
         self._probe_lock = threading.Lock()
         self._probe_at = 0.0
         self._probe_error: str | None = None
@@ -350,7 +355,8 @@ class Store:
             "embedding_model": meta.get("embedding_model"),
             "embedding_dim": int(meta.get("embedding_dim") or 0),
             "text_search_config": meta.get("text_search_config"),
-            "hnsw": {"m": HNSW_M, "ef_construction": HNSW_EF_CONSTRUCTION, "ef_search": self.settings.hnsw_ef_search},
+            "hnsw": {"m": HNSW_M, "ef_construction": HNSW_EF_CONSTRUCTION, "ef_search": self.settings.hnsw_ef_search,
+                     "filtered_ef_search": self.settings.hnsw_filtered_ef_search},
             "indexes": {name: definition for name, definition in indexes},
         }
 
@@ -374,9 +380,11 @@ class Store:
             SELECT * FROM nearest ORDER BY distance, chunk_id
         """).format(cols=_HIT_COLUMNS, where=where)
         args = {"v": np.asarray(vector, dtype=np.float32), "k": k, **params}
+        ef = self.settings.hnsw_ef_search
+        if filters:  # the filtered top k lies deeper in the unfiltered ranking, which low ef_search gets wrong
+            ef = max(ef, self.settings.hnsw_filtered_ef_search)
         with self.connection() as conn, conn.transaction(), conn.cursor(row_factory=dict_row) as cur:
-            ef_search = sql.Literal(max(k, self.settings.hnsw_ef_search))
-            cur.execute(sql.SQL("SET LOCAL hnsw.ef_search = {}").format(ef_search))
+            cur.execute(sql.SQL("SET LOCAL hnsw.ef_search = {}").format(sql.Literal(max(k, ef))))
             if filters:
                 cur.execute("SET LOCAL hnsw.iterative_scan = relaxed_order")
             rows = cur.execute(query, args).fetchall()
@@ -435,21 +443,74 @@ class Store:
         with "the", "of" or "how" rank chunks by filler words. Measured on BEIR SciFact (see
         docs/BENCHMARKS.md), this is the difference between hybrid search being worse than
         vectors alone and better. When every word is common, all of them are kept.
+
+        How common a word is comes from PostgreSQL's own statistics of the tsv column (ANALYZE
+        keeps its most common lexemes with the share of chunks holding each): counting matching
+        chunks instead cost seconds per question at 100,000 chunks (bench/latency.py). Words the
+        statistics cannot settle (never analysed yet, or too short a list to vouch for a word
+        missing from it) are counted, up to the cut.
         """
         cfg = sql.Literal(self.settings.text_search_config)
-        rows = cur.execute(sql.SQL("""
-            WITH n AS (SELECT CASE WHEN reltuples > 0 THEN reltuples::bigint
-                                   ELSE (SELECT count(*) FROM chunks) END AS n
-                       FROM pg_class WHERE oid = 'chunks'::regclass),
-            cut AS (SELECT greatest(ceil(n * %(share)s), %(floor)s)::bigint AS cut FROM n),
-            words AS (SELECT DISTINCT w FROM unnest(tsvector_to_array(to_tsvector({cfg}::regconfig, %(t)s))) w)
-            SELECT w, (SELECT count(*) FROM (SELECT 1 FROM chunks c
-                        WHERE c.tsv @@ plainto_tsquery('simple', w) LIMIT (SELECT cut FROM cut) + 1) s) AS df,
-                   (SELECT cut FROM cut) AS cut
-            FROM words ORDER BY w
-        """).format(cfg=cfg), {"t": text, "share": COMMON_WORD_SHARE, "floor": COMMON_WORD_FLOOR}).fetchall()
-        rare = [r["w"] for r in rows if r["df"] <= r["cut"]]
-        return rare or [r["w"] for r in rows]
+        row = cur.execute(sql.SQL("""
+            SELECT CASE WHEN reltuples > 0 THEN reltuples::bigint ELSE (SELECT count(*) FROM chunks) END AS n,
+                   ARRAY(SELECT DISTINCT w FROM unnest(tsvector_to_array(to_tsvector({cfg}::regconfig, %(t)s))) w
+                         ORDER BY w) AS words
+            FROM pg_class WHERE oid = 'chunks'::regclass
+        """).format(cfg=cfg), {"t": text}).fetchone()
+        n, words = int(row["n"]), list(row["words"] or [])
+        cut = max(math.ceil(n * COMMON_WORD_SHARE), COMMON_WORD_FLOOR)
+        stats = self._lexeme_stats(cur)
+        df: dict[str, float] = {}  # chunks holding each word: from the statistics, or counted
+        unsure: list[str] = []
+        for w in words:
+            if stats is not None and w in stats[0]:
+                df[w] = stats[0][w] * n
+            else:
+                unsure.append(w)
+        if unsure:
+            # Unlisted words are rarer than the rarest listed lexeme; count them, but only as far as
+            # needed: up to the cut without statistics, else up to RARE_WORD_COUNT (a word past that
+            # is estimated as PostgreSQL does, half the rarest listed share, and chosen after the rarer).
+            settled = stats is not None and stats[1] * n <= cut
+            limit = min(cut, RARE_WORD_COUNT) if settled else cut
+            counted = cur.execute("""
+                SELECT w, (SELECT count(*) FROM (SELECT 1 FROM chunks c WHERE c.tsv @@ plainto_tsquery('simple', w)
+                                                 LIMIT %(limit)s + 1) s) AS df
+                FROM unnest(%(words)s::text[]) w
+            """, {"words": unsure, "limit": limit}).fetchall()
+            for r in counted:
+                past = settled and r["df"] > limit
+                df[r["w"]] = max(float(r["df"]), stats[1] * n / 2) if past and stats is not None else float(r["df"])
+        candidates = sorted((w for w in words if df[w] <= cut), key=lambda w: (df[w], w)) or sorted(
+            words, key=lambda w: (df[w], w))
+        # ts_rank reads every chunk matching any chosen word: the rarest words first, as many as fit
+        # TEXT_MATCH_BUDGET (always one), so a large corpus does not rank thousands of chunks.
+        chosen, total = [], 0.0
+        for w in candidates:
+            if chosen and total + df[w] > TEXT_MATCH_BUDGET:
+                break
+            chosen.append(w)
+            total += df[w]
+        return sorted(chosen)
+
+    def _lexeme_stats(self, cur: psycopg.Cursor) -> tuple[dict[str, float], float] | None:
+        """({lexeme: share of chunks}, share of the rarest listed lexeme) from pg_stats, or None when
+        the chunks were never analysed; kept for LEXEME_STATS_TTL seconds."""
+        now = time.monotonic()
+        cached = self._lexeme_cache
+        if cached is not None and now - cached[0] < LEXEME_STATS_TTL:
+            return cached[1]
+        row = cur.execute("""
+            SELECT most_common_elems::text::text[] AS elems, most_common_elem_freqs AS freqs FROM pg_stats
+            WHERE tablename = 'chunks' AND attname = 'tsv' AND schemaname = ANY (current_schemas(false))
+            LIMIT 1
+        """).fetchone()
+        stats = None
+        if row is not None and row["elems"] and row["freqs"]:
+            elems, freqs = row["elems"], row["freqs"]  # freqs: one per lexeme, then their min, max, null share
+            stats = ({e: float(f) for e, f in zip(elems, freqs, strict=False)}, float(freqs[len(elems)]))
+        self._lexeme_cache = (now, stats)
+        return stats
 
 
 def _row_to_hit(row: dict[str, Any]) -> Hit:

@@ -439,7 +439,8 @@ def test_ingest_during_an_outage_stops_with_the_providers_error_even_with_the_br
         (docs / f"page{n}.md").write_text(f"# Page {n}\n\nThe pump number {n} is reset with the red lever.\n")
     hf = embedding_server.settings("hf", database_url=settings.database_url, data_dir=settings.data_dir,
                                    embedding_timeout=TIMEOUT, embedding_deadline=DEADLINE,
-                                   embedding_breaker_failures=1, embedding_breaker_cooldown=3600)
+                                   embedding_breaker_failures=1, embedding_breaker_cooldown=3600,
+                                   embedding_batch_size=1)  # one short passage a request: TIMEOUT holds
     embedder = make_embedder(hf)
     store = Store.open(hf, announce=False)
     try:

@@ -9,7 +9,8 @@ from __future__ import annotations
 import os
 import sys
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections import deque
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, TextIO
@@ -26,7 +27,6 @@ if TYPE_CHECKING:
     from assistant.config import Settings
     from assistant.retrieval.embedders import Embedder
     from assistant.retrieval.store import Store
-
 
 
 @dataclass
@@ -168,27 +168,33 @@ def ingest_paths(
 
     total = sum(len(p.chunks) for p in pending)
     bar = Progress(total) if progress and total else None
-    for n, item in enumerate(pending):
+    done = 0  # pending[:done] are written or reported
+    while done < len(pending):
+        vectors_of = embed_documents([(p.doc, p.chunks) for p in pending[done:]], embedder,
+                                     settings.embedding_batch_size, bar.advance if bar else None)
         try:
-            vectors = embed_chunks(item.doc, item.chunks, embedder, settings.embedding_batch_size,
-                                   bar.advance if bar else None)
-            store.replace_document(item.doc, item.chunks, vectors)
+            for vectors in vectors_of:
+                item = pending[done]
+                store.replace_document(item.doc, item.chunks, vectors)
+                report.chunks += len(item.chunks)
+                (report.added if item.is_new else report.updated).append(item.doc.source)
+                done += 1
         except (EmbeddingError, DatabaseError) as err:
             # The provider or the database is down: every other file would fail the same way,
             # each after a full deadline. Stop, and say which files were not attempted.
-            report.failed.append((item.doc.source, str(err)))
-            say(f"failed {item.doc.source}: {err}")
-            rest = pending[n + 1:]
+            source = pending[done].doc.source
+            report.failed.append((source, str(err)))
+            say(f"failed {source}: {err}")
+            rest = pending[done + 1:]
             report.failed += [(p.doc.source, "not attempted: stopped after the error above") for p in rest]
             if rest:
                 say(f"stopped: {len(rest)} more files not attempted; run ingest again when this is fixed")
             break
-        except AssistantError as err:
-            report.failed.append((item.doc.source, str(err)))
-            say(f"failed {item.doc.source}: {err}")
-            continue
-        report.chunks += len(item.chunks)
-        (report.added if item.is_new else report.updated).append(item.doc.source)
+        except AssistantError as err:  # this document only: embedding starts again after it
+            source = pending[done].doc.source
+            report.failed.append((source, str(err)))
+            say(f"failed {source}: {err}")
+            done += 1
 
     if prune:
         report.pruned = prune_missing(store, paths)
@@ -198,17 +204,40 @@ def ingest_paths(
     return report
 
 
-def embed_chunks(doc: LoadedDocument, chunks: Sequence[Chunk], embedder: Embedder, batch_size: int,
-                 on_progress: Callable[[int], None] | None = None) -> np.ndarray:
-    """Passage vectors for a document's chunks, in batches (title and headings as context)."""
-    texts = [embedding_text(doc.title, c) for c in chunks]
-    out = []
-    for i in range(0, len(texts), batch_size):
-        batch = texts[i:i + batch_size]
-        out.append(embedder.embed_passages(batch))
+def embed_documents(docs: Sequence[tuple[LoadedDocument, Sequence[Chunk]]], embedder: Embedder,
+                    batch_size: int, on_progress: Callable[[int], None] | None = None) -> Iterator[np.ndarray]:
+    """Passage vectors of each document's chunks (title and headings as context), one array per
+    document, in order, each as soon as its last batch is embedded.
+
+    Batches span documents, so a folder of small files makes full requests (one per `batch_size`
+    chunks) rather than one per file: each request to a remote embedder costs a round trip and
+    counts against its rate limit.
+    """
+    waiting: deque[int] = deque()  # chunk counts of the documents not handed out yet
+    ready = np.zeros((0, embedder.dim), dtype=np.float32)  # embedded rows not handed out yet
+    batch: list[str] = []
+    for doc, chunks in docs:
+        waiting.append(len(chunks))
+        for chunk in chunks:
+            batch.append(embedding_text(doc.title, chunk))
+            if len(batch) < batch_size:
+                continue
+            ready = np.vstack([ready, embedder.embed_passages(batch)])
+            if on_progress:
+                on_progress(len(batch))
+            batch = []
+            while waiting and len(ready) >= waiting[0]:
+                n = waiting.popleft()
+                yield ready[:n]
+                ready = ready[n:]
+    if batch:
+        ready = np.vstack([ready, embedder.embed_passages(batch)])
         if on_progress:
             on_progress(len(batch))
-    return np.vstack(out) if out else np.zeros((0, embedder.dim), dtype=np.float32)
+    while waiting:
+        n = waiting.popleft()
+        yield ready[:n]
+        ready = ready[n:]
 
 
 def prune_missing(store: Store, paths: Sequence[str | Path]) -> list[str]:

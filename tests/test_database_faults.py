@@ -269,14 +269,33 @@ def _healthz(server: AppServer) -> httpx.Response:
     return httpx.get(server.url + "/healthz", timeout=HANG_GUARD)
 
 
+def _reachable_healthz(server: AppServer) -> httpx.Response | None:
+    """/healthz once the server listens (None before); fails the test if the process exited."""
+    assert server.proc.poll() is None, server.log.read_text(errors="replace")[-3000:]
+    try:
+        response = _healthz(server)
+    except httpx.TransportError:
+        return None
+    return response if response.json().get("status") != "starting" else None
+
+
 @pytest.mark.reliability
 def test_the_app_through_a_database_outage(pg: StoppablePostgres, sample_url: str, tmp_path: Path) -> None:
-    """A real Chainlit server: chat, rating and /healthz while PostgreSQL is down, then after it is back."""
+    """A real Chainlit server started while PostgreSQL is down; then chat, rating and /healthz while it
+    goes down again, and after it is back."""
+    pg.stop()
     server = AppServer("db-outage", {
         "DATABASE_URL": sample_url, "ASSISTANT_SAMPLE_DOCS": "0", "ASSISTANT_DATA_DIR": str(tmp_path / "data"),
     }, tmp_path)  # the chat's tables (threads, feedback) live in the same database, as in production
     try:
+        # Booted without its database: the process serves, /healthz says why it is not ready...
+        health = wait_for(lambda: _reachable_healthz(server), "the app to answer /healthz", timeout=150)
+        assert health.status_code == 503 and health.json()["status"] == "error", health.text
+        assert health.json()["database"].startswith("Cannot reach PostgreSQL at 127.0.0.1"), health.text
+        pg.start()  # ...and becomes ready by itself once the database is up
+        started = time.monotonic()
         server.wait_ready()
+        record("app_boot_without_db_ready_after_db_start_s", time.monotonic() - started)
         asyncio.run(_outage_conversation(server, pg, sample_url))
         assert server.proc.poll() is None, "the app process died"
         log = server.log.read_text(errors="replace")

@@ -11,36 +11,31 @@ REQUIRE_BROWSER=1 (CI), where a missing browser is a failure.
 
 from __future__ import annotations
 
-import functools
-import http.server
-import os
-import threading
 import time
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import psycopg
 import pytest
 
-from tests.conftest import ARTIFACTS, ROOT
+from tests.fakes import browser as chromium
 from tests.fakes.app_server import AppServer
+from tests.fakes.browser import (
+    ANSWER,
+    CHROMIUM_ARGS,  # noqa: F401  (tests/test_access.py imports it from here)
+    require_chromium,
+    send,
+    shot,
+    wait_answer_done,
+)
 from tests.fakes.llm_server import MODEL, FakeLLMServer
 
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
-                 "--disable-sync", "--no-first-run"]
 QUESTION = "How do I deploy on Render?"
-ANSWER = '[data-step-type="assistant_message"]'
 
 pytestmark = pytest.mark.browser
 
-if not Path(CHROMIUM).exists():
-    if os.environ.get("REQUIRE_BROWSER") == "1":
-        raise RuntimeError(f"REQUIRE_BROWSER=1 but {CHROMIUM} is missing: apt-get install chromium")
-    pytest.skip(f"{CHROMIUM} not found (apt-get install chromium); browser tests skipped", allow_module_level=True)
-
-sync_api = pytest.importorskip("playwright.sync_api")
+sync_api = require_chromium()
+browser, page, demo_site = chromium.browser, chromium.page, chromium.demo_site  # fixtures, found under these names
 
 
 @pytest.fixture(scope="module")
@@ -68,43 +63,6 @@ def servers(sample_database: str, fake_llm: FakeLLMServer,
     finally:
         for server in started.values():
             server.stop()
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Any]:
-    with sync_api.sync_playwright() as p:
-        b = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True)
-        yield b
-        b.close()
-
-
-@pytest.fixture
-def page(browser: Any) -> Iterator[Any]:
-    context = browser.new_context(viewport={"width": 1400, "height": 900})
-    pg = context.new_page()
-    pg.set_default_timeout(30_000)
-    yield pg
-    context.close()
-
-
-def shot(page: Any, name: str) -> Path:
-    ARTIFACTS.mkdir(exist_ok=True)
-    path = ARTIFACTS / f"{name}.png"
-    page.screenshot(path=str(path))
-    return path
-
-
-def send(page: Any, text: str) -> None:
-    """Type a question and send it (the button is enabled once the chat is connected)."""
-    page.locator("#chat-input").fill(text)
-    page.locator("#chat-submit").click()
-
-
-def wait_answer_done(page: Any, timeout: float = 60.0) -> None:
-    """Until the last answer has its sources line and the stream has ended (no blinking cursor)."""
-    answer = page.locator(ANSWER).last
-    answer.get_by_text("Sources:").wait_for(timeout=timeout * 1000)
-    page.locator(".loading-cursor").wait_for(state="detached", timeout=timeout * 1000)
 
 
 def test_full_page_chat_retrieval_only(page: Any, servers: dict[str, AppServer], sample_database: str) -> None:
@@ -173,21 +131,6 @@ def test_full_page_chat_with_a_streaming_llm(page: Any, servers: dict[str, AppSe
     page.wait_for_timeout(400)
     shot(page, "browser-llm")
     assert page.locator("#side-view-title").inner_text().strip() == "[2]"
-
-
-@pytest.fixture(scope="module")
-def demo_site() -> Iterator[str]:
-    """public/ served on its own port: the widget demo page plays a third-party site."""
-    class Quiet(http.server.SimpleHTTPRequestHandler):
-        def log_message(self, format: str, *args: Any) -> None:
-            pass
-
-    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), functools.partial(Quiet, directory=str(ROOT / "public")))
-    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
-    thread.start()
-    yield f"http://127.0.0.1:{httpd.server_address[1]}"
-    httpd.shutdown()
-    httpd.server_close()
 
 
 def test_widget_on_a_third_party_page(page: Any, servers: dict[str, AppServer], demo_site: str) -> None:

@@ -550,6 +550,25 @@ def test_values_reach_postgresql_only_as_parameters(meta_store: dict) -> None:
         assert value in binds, f"{value!r} never travelled as a parameter (was the trace empty?)"
 
 
+# -- what the chat shows -------------------------------------------------------------------------
+
+
+def test_retrieval_only_answers_quote_document_markup_literally() -> None:
+    """Regression: a quoted sentence's `<img onerror=...>` vanished from the answer (the renderer
+    drops raw HTML) and its Markdown was interpreted; the `[n]` markers must stay linkable."""
+    from assistant.chat.extractive import LABEL_NO_LLM
+    from assistant.ui.markdown import escape_text
+    from assistant.ui.sources import answer_markdown
+
+    quoted = "The test keeps <img src=x onerror=\"alert(1)\"> and [a](javascript:alert(2)) as text"
+    answer = Answer(text=f"{LABEL_NO_LLM}\n\n{quoted} [1]. Also <script>x()</script> here [2].", kind="extractive")
+    md = answer_markdown(answer, llm_enabled=False)
+    assert md.startswith(LABEL_NO_LLM + "\n\n")
+    assert escape_text(quoted) + " [1]" in md and escape_text("<script>x()</script>") in md
+    assert not re.search(r"(?<!\\)[<\[]", md.replace("[1]", "").replace("[2]", ""))  # all markup escaped
+    assert md.count("[1]") == 1 and md.count("[2]") == 1
+
+
 # -- prompt injection stays inside the fence ----------------------------------------------------
 
 INJECTIONS = {

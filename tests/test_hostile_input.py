@@ -550,6 +550,21 @@ def test_values_reach_postgresql_only_as_parameters(meta_store: dict) -> None:
         assert value in binds, f"{value!r} never travelled as a parameter (was the trace empty?)"
 
 
+async def test_lone_surrogates_in_a_question_do_not_break_the_model_request(llm_server: FakeLLMServer) -> None:
+    """Regression: a lone surrogate (valid in JSON from a browser, not in UTF-8) in the question or
+    the history broke the LLM request, and the chat blamed the server ("malformed answer")."""
+    from tests.test_chat_pipeline import FakeRetriever
+
+    pipeline = ChatPipeline(FakeRetriever(), llm_server.settings())
+    history = [{"role": "user", "content": "earlier \ud800 question"}, {"role": "assistant", "content": "ok \udc00"}]
+    events = [e async for e in pipeline.run("render \udfff free RAM\x00", history)]
+    await pipeline.aclose()
+    answer = events[-1]
+    assert isinstance(answer, Answer) and answer.kind == "generated" and answer.notices == []
+    sent = "".join(r.prompt for r in llm_server.chat_requests)
+    assert "\ufffd" in sent and unstorable_reason(sent) is None
+
+
 # -- what the chat shows -------------------------------------------------------------------------
 
 

@@ -27,6 +27,7 @@ from assistant.chat.prompts import assemble_answer_prompt, clean_history, load_p
 from assistant.chat.tokens import TokenCounter, get_counter
 from assistant.config import Settings
 from assistant.retrieval.errors import QueryError
+from assistant.retrieval.sanitize import storable
 from assistant.retrieval.types import SearchResult
 
 log = logging.getLogger(__name__)
@@ -46,7 +47,7 @@ def validate_question(question: Any, notices: list[str]) -> str:
     """The question fit to search, or QueryError; very long text is cut (and a notice added)."""
     if not isinstance(question, str):
         raise QueryError("Please type a question.")
-    text = _CONTROL.sub(" ", question).strip()
+    text = storable(_CONTROL.sub(" ", question)).strip()  # a lone surrogate breaks the LLM request's JSON
     if not text:
         raise QueryError("Please type a question.")
     if not any(ch.isalnum() for ch in text):
@@ -141,7 +142,7 @@ class ChatPipeline:
         """
         notices: list[str] = []
         q = validate_question(question, notices)
-        turns = [{**t, "content": t["content"][:MAX_HISTORY_CHARS]} for t in clean_history(history)]
+        turns = [{**t, "content": storable(t["content"][:MAX_HISTORY_CHARS])} for t in clean_history(history)]
         if turns and turns[-1]["role"] == "user" and turns[-1]["content"].strip() == q:
             turns.pop()  # the UI passed the current message as part of the history
 

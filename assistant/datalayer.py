@@ -41,6 +41,7 @@ from psycopg.types.json import Jsonb
 
 from assistant.retrieval.errors import AssistantError, DatabaseError
 from assistant.retrieval.migrations import migrate
+from assistant.retrieval.sanitize import storable, storable_data
 
 if TYPE_CHECKING:
     from chainlit.element import Element, ElementDict
@@ -348,7 +349,7 @@ class ChatDataLayer(BaseDataLayer):
                 RETURNING id
                 """,
                 {"id": feedback_id, "step": feedback.forId, "thread": feedback.threadId,
-                 "value": int(feedback.value), "comment": feedback.comment},
+                 "value": int(feedback.value), "comment": feedback.comment and storable(feedback.comment)},
             ).fetchone()
             return str(row[0])
 
@@ -457,12 +458,12 @@ class ChatDataLayer(BaseDataLayer):
 
     @queue_until_user_message()
     async def create_step(self, step_dict: StepDict) -> None:
-        step, me = dict(step_dict), acting_user()
+        step, me = storable_data(dict(step_dict)), acting_user()  # a NUL or lone surrogate typed in the chat
         await self._background("a chat step", lambda conn: self._save_step(conn, step, me))  # type: ignore[arg-type]
 
     @queue_until_user_message()
     async def update_step(self, step_dict: StepDict) -> None:
-        step, me = dict(step_dict), acting_user()
+        step, me = storable_data(dict(step_dict)), acting_user()
         await self._background("a chat step", lambda conn: self._save_step(conn, step, me))  # type: ignore[arg-type]
 
     @queue_until_user_message()
@@ -526,7 +527,7 @@ class ChatDataLayer(BaseDataLayer):
                     log.warning("refused to update thread %s for another user", thread_id)
                     return
                 identifier = me
-            clean = {k: v for k, v in (metadata or {}).items() if v is not None}
+            clean = storable_data({k: v for k, v in (metadata or {}).items() if v is not None})
             conn.execute(
                 """INSERT INTO chat_threads (id, name, user_id, user_identifier, tags, metadata)
                    VALUES (%(id)s, %(name)s, %(user)s, %(ident)s, %(tags)s, %(meta)s)
@@ -537,8 +538,8 @@ class ChatDataLayer(BaseDataLayer):
                      tags = coalesce(EXCLUDED.tags, chat_threads.tags),
                      metadata = chat_threads.metadata || EXCLUDED.metadata,
                      updated_at = now()""",
-                {"id": thread_id, "name": (name or None) and name[:NAME_LIMIT], "user": user_id, "ident": identifier,
-                 "tags": tags, "meta": Jsonb(clean)},
+                {"id": thread_id, "name": (name or None) and storable(name[:NAME_LIMIT]), "user": user_id,
+                 "ident": identifier, "tags": storable_data(tags), "meta": Jsonb(clean)},
             )
 
         await self._background("a thread", q)

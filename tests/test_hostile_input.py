@@ -528,6 +528,38 @@ async def test_feedback_comment_with_metacharacters_is_stored_exactly(meta_store
     assert row == (COMMENT, QUESTION, TEAM) and tables == (1,)
 
 
+async def test_nul_and_lone_surrogates_typed_in_the_chat_are_stored(database_url: str, tmp_path: Path,
+                                                                     sessions: list) -> None:
+    """Regression: a message, thread name or feedback comment holding U+0000 or a lone surrogate (both
+    arrive through the browser's JSON) was refused by PostgreSQL (or psycopg) and lost."""
+    from chainlit.types import Feedback
+    from chainlit.utils import utc_now
+
+    from assistant.datalayer import ChatDataLayer, ensure_chat_schema
+    from assistant.retrieval.store import Store
+    from tests.test_datalayer import open_session
+
+    store = Store.open(make_settings(database_url=database_url, data_dir=tmp_path), announce=False)
+    try:
+        ensure_chat_schema(store)
+        session = open_session(sessions)
+        dl = ChatDataLayer(lambda: store)
+        await dl.update_thread(session.thread_id, name="a\x00b \ud800", metadata={"k\x00": "v\udfff"}, tags=["t\x00"])
+        step = {"id": "step-nul", "threadId": session.thread_id, "type": "user_message", "name": "u\x00",
+                "output": "NUL \x00 and \ud800 here", "createdAt": utc_now(), "metadata": {"q": ["\x00\udc00"]}}
+        await dl.create_step(step)
+        thread_id = session.thread_id
+        await dl.upsert_feedback(Feedback(forId="step-nul", value=0, comment="c\x00 \udc00", threadId=thread_id))
+        with store.connection() as conn:
+            thread = conn.execute("SELECT name, metadata, tags FROM chat_threads").fetchone()
+            saved = conn.execute("SELECT output, metadata FROM chat_steps WHERE id = 'step-nul'").fetchone()
+            comment = conn.execute("SELECT comment FROM chat_feedback").fetchone()
+    finally:
+        store.close()
+    assert thread == ("ab \ufffd", {"k": "v\ufffd"}, ["t"])
+    assert saved == ("NUL  and \ufffd here", {"q": ["\ufffd"]}) and comment == ("c \ufffd",)
+
+
 def test_values_reach_postgresql_only_as_parameters(meta_store: dict) -> None:
     """libpq's trace of everything above: statement text (Parse/Query) never holds a value."""
     retriever = meta_store["retriever"]
@@ -563,25 +595,6 @@ async def test_lone_surrogates_in_a_question_do_not_break_the_model_request(llm_
     assert isinstance(answer, Answer) and answer.kind == "generated" and answer.notices == []
     sent = "".join(r.prompt for r in llm_server.chat_requests)
     assert "\ufffd" in sent and unstorable_reason(sent) is None
-
-
-# -- what the chat shows -------------------------------------------------------------------------
-
-
-def test_retrieval_only_answers_quote_document_markup_literally() -> None:
-    """Regression: a quoted sentence's `<img onerror=...>` vanished from the answer (the renderer
-    drops raw HTML) and its Markdown was interpreted; the `[n]` markers must stay linkable."""
-    from assistant.chat.extractive import LABEL_NO_LLM
-    from assistant.ui.markdown import escape_text
-    from assistant.ui.sources import answer_markdown
-
-    quoted = "The test keeps <img src=x onerror=\"alert(1)\"> and [a](javascript:alert(2)) as text"
-    answer = Answer(text=f"{LABEL_NO_LLM}\n\n{quoted} [1]. Also <script>x()</script> here [2].", kind="extractive")
-    md = answer_markdown(answer, llm_enabled=False)
-    assert md.startswith(LABEL_NO_LLM + "\n\n")
-    assert escape_text(quoted) + " [1]" in md and escape_text("<script>x()</script>") in md
-    assert not re.search(r"(?<!\\)[<\[]", md.replace("[1]", "").replace("[2]", ""))  # all markup escaped
-    assert md.count("[1]") == 1 and md.count("[2]") == 1
 
 
 # -- prompt injection stays inside the fence ----------------------------------------------------

@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from assistant.retrieval.errors import IngestError
-from assistant.retrieval.sanitize import storable, unstorable_reason
+from assistant.retrieval.sanitize import storable, storable_data, unstorable_reason
 from assistant.retrieval.types import Block, BlockKind, LoadedDocument
 
 SUPPORTED_SUFFIXES: tuple[str, ...] = (".md", ".markdown", ".txt", ".html", ".htm", ".pdf")
@@ -73,19 +73,9 @@ def _new_doc(
         title=storable(_clean_title(title)) or _title_from_stem(path),
         blocks=[replace(b, text=storable(b.text)) for b in blocks],  # a UTF-16 file or a PDF may hold NULs
         content_hash=hashlib.sha256(raw).hexdigest(),
-        metadata=_storable_json(metadata),
+        metadata=storable_data(metadata),
     )
 
-
-def _storable_json(value: Any) -> Any:
-    """Metadata (front matter, PDF info) with every string made storable in jsonb."""
-    if isinstance(value, str):
-        return storable(value)
-    if isinstance(value, dict):
-        return {storable(str(k)): _storable_json(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [_storable_json(v) for v in value]
-    return value
 
 
 def _clean_title(title: str | None) -> str:

@@ -11,6 +11,7 @@ checked with `unstorable_reason` and refused with a message instead.
 from __future__ import annotations
 
 import re
+from typing import Any
 
 _NUL = "\x00"
 _SURROGATE = re.compile("[\ud800-\udfff]")
@@ -30,3 +31,14 @@ def unstorable_reason(text: str) -> str | None:
     if _SURROGATE.search(text):
         return "contains invalid Unicode (a lone surrogate)"
     return None
+
+
+def storable_data(value: Any) -> Any:
+    """JSON-like data (dicts, lists, strings) with every string, keys included, made `storable`."""
+    if isinstance(value, str):
+        return storable(value)
+    if isinstance(value, dict):
+        return {storable(k) if isinstance(k, str) else k: storable_data(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [storable_data(v) for v in value]
+    return value

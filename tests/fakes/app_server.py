@@ -13,6 +13,7 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
@@ -73,3 +74,22 @@ class AppServer:
             except subprocess.TimeoutExpired:
                 self.proc.kill()
                 self.proc.wait(5)
+
+
+@contextlib.contextmanager
+def extractive_and_llm_servers(prefix: str, common: dict[str, str], llm_base_url: str, model: str,
+                               logs: Path) -> Iterator[dict[str, AppServer]]:
+    """Two app servers started together, retrieval-only and with the scripted LLM (start-up dominates)."""
+    llm_env = {"OPENAI_API_KEY": "test", "OPENAI_BASE_URL": llm_base_url, "LLM_MODEL": model,
+               "LLM_TIMEOUT": "10", "LLM_MAX_RETRIES": "0"}
+    started = {
+        "extractive": AppServer(f"{prefix}extractive", common, logs),
+        "llm": AppServer(f"{prefix}llm", {**common, **llm_env}, logs),
+    }
+    try:
+        for server in started.values():
+            server.wait_ready()
+        yield started
+    finally:
+        for server in started.values():
+            server.stop()

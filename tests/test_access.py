@@ -640,6 +640,10 @@ async def test_the_servers_own_output_holds_no_secret(secured: Any) -> None:
     """Everything the server printed (start-up, logins, a chat whose LLM rejected the key) is clean."""
     import httpx
 
+    deadline = time.monotonic() + 60  # the sample corpus must be searchable before the question
+    while (httpx.get(secured.url + "/healthz", timeout=30).json().get("documents", 0) < 1
+           and time.monotonic() < deadline):
+        time.sleep(0.5)
     cookie = login_cookie(secured, "bob", BOB_PASSWORD)
     assert httpx.post(secured.url + "/login", data={"username": "bob", "password": WRONG_PASSWORD},
                       timeout=30).status_code == 401
@@ -649,7 +653,8 @@ async def test_the_servers_own_output_holds_no_secret(secured: Any) -> None:
     finally:
         await chat.close()
     key = SERVER_SECRETS["OPENAI_API_KEY"]
-    assert any(r.headers.get("authorization") == f"Bearer {key}" for r in secured.llm.chat_requests)
+    assert any(r.headers.get("authorization") == f"Bearer {key}" for r in secured.llm.chat_requests), (
+        f"the LLM was never asked; the chat said: {reply.text!r} {reply.errors!r}")
     assert "API key" in reply.text  # the chat says why it answered without the LLM ...
     secured.stop()
     output = secured.log.read_text(errors="replace")

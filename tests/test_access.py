@@ -654,10 +654,11 @@ async def test_the_servers_own_output_holds_no_secret(secured: Any) -> None:
     finally:
         await chat.close()
     key = SERVER_SECRETS["OPENAI_API_KEY"]
-    if any(r.headers.get("authorization") == f"Bearer {key}" for r in secured.llm.chat_requests):
-        assert "API key" in reply.text  # the chat says why it answered without the LLM ...
-    else:  # seen once in full clean-clone runs (unexplained yet); the output scan below still holds
-        warnings.warn(f"the LLM was never asked; the chat said: {reply.text[:200]!r} {reply.errors!r}", stacklevel=1)
+    assert "API key" in reply.text  # the chat says why it answered without the LLM ...
+    if not any(r.headers.get("authorization") == f"Bearer {key}" for r in secured.llm.chat_requests):
+        # In full clean-clone runs the chat showed the 401 but this fake recorded no request (cause not
+        # found yet); the output scan below still holds.
+        warnings.warn(f"the fake LLM recorded no request; the chat said: {reply.text[-200:]!r}", stacklevel=1)
     secured.stop()
     output = secured.log.read_text(errors="replace")
     assert "Uvicorn running" in output or "available at" in output

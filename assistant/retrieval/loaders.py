@@ -60,17 +60,23 @@ def load_file(path: Path) -> LoadedDocument:
 
 
 def _new_doc(
-    path: Path, raw: bytes, kind: str, title: str, blocks: list[Block], extra: dict[str, Any] | None = None
+    path: Path | str, raw: bytes, kind: str, title: str, blocks: list[Block], extra: dict[str, Any] | None = None
 ) -> LoadedDocument:
-    source = path.resolve().as_posix()
+    """A document from a local file (`path` a Path) or a fetched page (`path` its URL, a str)."""
+    if isinstance(path, str):
+        source, name = path, path.rstrip("/").rsplit("/", 1)[-1] or path
+        fallback_title = name
+    else:
+        source, name = path.resolve().as_posix(), path.name
+        fallback_title = _title_from_stem(path)
     if unstorable_reason(source):  # undecodable bytes in a file name arrive as lone surrogates
         shown = source.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
         raise IngestError(f"{shown}: the file name is not valid UTF-8; rename the file and retry")
-    metadata: dict[str, Any] = {"type": kind, "filename": path.name}
+    metadata: dict[str, Any] = {"type": kind, "filename": name}
     metadata.update(extra or {})
     return LoadedDocument(
         source=source,
-        title=storable(_clean_title(title)) or _title_from_stem(path),
+        title=storable(_clean_title(title)) or fallback_title,
         blocks=[replace(b, text=storable(b.text)) for b in blocks],  # a UTF-16 file or a PDF may hold NULs
         content_hash=hashlib.sha256(raw).hexdigest(),
         metadata=storable_data(metadata),
@@ -96,7 +102,7 @@ def _title_from_stem(path: Path) -> str:
 # Text decoding
 
 
-def _decode(path: Path, raw: bytes, fallback_codec: str | None = None) -> tuple[str, str | None]:
+def _decode(path: Path | str, raw: bytes, fallback_codec: str | None = None) -> tuple[str, str | None]:
     """Bytes to text: BOMs first, then UTF-8, then `fallback_codec`, then cp1252/latin-1.
 
     Returns (text, encoding) where encoding is None for plain UTF-8. Never fails on the
@@ -129,7 +135,7 @@ def _decode(path: Path, raw: bytes, fallback_codec: str | None = None) -> tuple[
     return text, encoding
 
 
-def _decode_bom(path: Path, raw: bytes, codec: str) -> tuple[str, str]:
+def _decode_bom(path: Path | str, raw: bytes, codec: str) -> tuple[str, str]:
     try:
         return raw.decode(codec), codec
     except UnicodeDecodeError:
@@ -660,7 +666,17 @@ def _absolute_url(url: str | None) -> str | None:
 
 
 def _load_html(path: Path, raw: bytes) -> LoadedDocument:
-    text, encoding = _decode(path, raw, _html_charset(raw))
+    return load_html(raw, path)
+
+
+def load_html(raw: bytes, source: Path | str, *, charset: str | None = None) -> LoadedDocument:
+    """An HTML page from its bytes: a local file (`source` its Path) or a fetched page (its URL).
+
+    `charset` is the one a server declared in Content-Type; the page's own <meta> is the fallback.
+    Local files and crawled pages share this one entry point, so both get the same extraction.
+    """
+    path = source
+    text, encoding = _decode(path, raw, charset or _html_charset(raw))
     parser = _HTMLToBlocks()
     try:
         parser.feed(text)

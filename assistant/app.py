@@ -3,12 +3,21 @@
 Run with `chainlit run assistant/app.py` from the repository root (or `python -m assistant serve`).
 Everything with logic lives in modules tests reach without a browser: `assistant.ui.*` (the turn,
 sources, starters, settings, runtime, CORS), `assistant.datalayer` and `assistant.health`.
+
+Start-up cost: on Render's free tier (0.1 CPU) each CPU second spent before the port opens is ten
+seconds of a visitor's wait, and `import chainlit` alone costs about two. So this module imports
+only what the server needs to open its port; the database driver, the data layer, the chat turn
+and the answer pipeline (with `openai` and `tiktoken` when an LLM is configured) are imported by
+the background warm-up once the port accepts connections (see `assistant.ui.runtime`), or by the
+first handler that needs them.
 """
 
 from __future__ import annotations
 
 import sys
 from pathlib import Path
+from types import ModuleType
+from typing import TYPE_CHECKING
 
 # `chainlit run assistant/app.py` loads this file by path; the `chainlit` console script does not put
 # the repository root on sys.path, so make `import assistant` work however the app is started.
@@ -17,20 +26,38 @@ if _ROOT not in sys.path:
     sys.path.insert(0, _ROOT)
 
 import chainlit as cl  # noqa: E402
+from chainlit.config import config as chainlit_config  # noqa: E402
 from chainlit.server import app as server_app  # noqa: E402
 
 from assistant.config import Settings  # noqa: E402
-from assistant.datalayer import ChatDataLayer, ensure_chat_schema, install_user_scope  # noqa: E402
 from assistant.health import HealthChecker, install_healthz  # noqa: E402
-from assistant.retrieval.database import stop_embedded  # noqa: E402
-from assistant.ui import turn  # noqa: E402
 from assistant.ui.cors import apply_allowed_origins  # noqa: E402
 from assistant.ui.login import enable_password_login  # noqa: E402
 from assistant.ui.runtime import Runtime  # noqa: E402
+from assistant.ui.user_scope import install_user_scope  # noqa: E402
+
+if TYPE_CHECKING:
+    from assistant.datalayer import ChatDataLayer
+    from assistant.retrieval.search import Retriever
+
+
+def _chat_tables(retriever: Retriever) -> None:
+    """Create or migrate the chat's tables once the database is open."""
+    from assistant.datalayer import ensure_chat_schema
+
+    ensure_chat_schema(retriever.store)
+
+
+def _turn() -> ModuleType:
+    """The chat turn's building blocks (imported by the warm-up, or here on first use)."""
+    from assistant.ui import turn
+
+    return turn
+
 
 settings = Settings.from_env()
 runtime = Runtime(settings)  # one Retriever + ChatPipeline per process, shared by all sessions
-runtime.on_ready(lambda retriever: ensure_chat_schema(retriever.store))
+runtime.on_ready(_chat_tables)
 apply_allowed_origins(settings.allowed_origins)  # ALLOWED_ORIGINS -> CORS of the running server
 install_healthz(server_app, HealthChecker(lambda: runtime))
 enable_password_login(settings)  # ASSISTANT_USERS set: Chainlit's login form; else an open chat
@@ -40,18 +67,22 @@ install_user_scope(server_app)  # history and ratings are read and changed only 
 @cl.data_layer
 def data_layer() -> ChatDataLayer:
     """Our own persistence (threads, feedback) on the Store's pool, not Chainlit's asyncpg layer."""
+    from assistant.datalayer import ChatDataLayer
+
     return ChatDataLayer(lambda: runtime.retriever().store)
 
 
 @cl.on_app_startup
 def warm_up() -> None:
-    """Open the database and load the embedder in the background, before the first question."""
-    runtime.start_warmup()
+    """Open the database and load the embedder in the background once the port accepts connections."""
+    runtime.start_warmup(listening=(chainlit_config.run.host, chainlit_config.run.port))
 
 
 @cl.on_app_shutdown
 def shut_down() -> None:
     """Release the embedded database (Chainlit may exit without running atexit handlers)."""
+    from assistant.retrieval.database import stop_embedded
+
     stop_embedded()
 
 
@@ -64,22 +95,22 @@ async def starters(user: cl.User | None = None, language: str | None = None) -> 
 @cl.on_chat_start
 async def chat_start() -> None:
     """Offer the per-session search settings."""
-    await turn.start_session(runtime)
+    await _turn().start_session(runtime)
 
 
 @cl.on_settings_update
 async def settings_update(values: dict) -> None:
     """Validate changed settings (they apply to this session's next questions)."""
-    await turn.settings_changed(values, runtime)
+    await _turn().settings_changed(values, runtime)
 
 
 @cl.on_message
 async def on_message(message: cl.Message) -> None:
     """Search, stream the answer, attach the sources."""
-    await turn.answer(runtime, message)
+    await _turn().answer(runtime, message)
 
 
 @cl.on_chat_end
 def chat_end() -> None:
     """Free the session's message list (upstream leak #2951)."""
-    turn.end_session()
+    _turn().end_session()

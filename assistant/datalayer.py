@@ -24,14 +24,11 @@ from __future__ import annotations
 import asyncio
 import logging
 import uuid
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
-from contextvars import ContextVar
+from collections.abc import Callable
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, TypeVar
 
 import psycopg
-from chainlit.context import context_var
 from chainlit.data.base import BaseDataLayer
 from chainlit.data.utils import queue_until_user_message
 from chainlit.types import Feedback, PageInfo, PaginatedResponse, Pagination, ThreadDict, ThreadFilter
@@ -42,6 +39,7 @@ from psycopg.types.json import Jsonb
 from assistant.retrieval.errors import AssistantError, DatabaseError
 from assistant.retrieval.migrations import migrate
 from assistant.retrieval.sanitize import storable, storable_data
+from assistant.ui.user_scope import acting_as, acting_user, install_user_scope  # noqa: F401 (re-exported)
 
 if TYPE_CHECKING:
     from chainlit.element import Element, ElementDict
@@ -54,7 +52,6 @@ T = TypeVar("T")
 
 NAME_LIMIT = 255
 
-_acting_user: ContextVar[str | None] = ContextVar("assistant_acting_user", default=None)
 
 
 class AccessDenied(AssistantError):
@@ -63,46 +60,6 @@ class AccessDenied(AssistantError):
 
 RATING_NOT_SAVED = ("The rating could not be saved: the database is not reachable right now."
                     " Please try again in a moment.")
-
-
-def acting_user() -> str | None:
-    """The identifier of the user this call acts for, or None when nobody is signed in."""
-    who = _acting_user.get()
-    if who:
-        return who
-    ctx = context_var.get(None)  # a chat session (websocket) carries its authenticated user
-    user = getattr(getattr(ctx, "session", None), "user", None)
-    return getattr(user, "identifier", None) or None
-
-
-@contextmanager
-def acting_as(identifier: str) -> Iterator[None]:
-    """Run data layer calls on behalf of `identifier` (tests, maintenance scripts)."""
-    token = _acting_user.set(identifier)
-    try:
-        yield
-    finally:
-        _acting_user.reset(token)
-
-
-def install_user_scope(app: Any) -> None:
-    """Record the user Chainlit authenticated on each HTTP request, for the data layer's scoping.
-
-    Chainlit's routes take the user from its `get_current_user` dependency but do not pass it to
-    the data layer (and `/feedback` checks nothing). Overriding that dependency with one that
-    calls it and remembers the identifier in a context variable scopes every data layer call the
-    route makes. FastAPI runs an async dependency in the route's own task, so it is per request.
-    """
-    from chainlit.auth import get_current_user, reuseable_oauth
-    from fastapi import Depends
-
-    async def current_user(token: str | None = Depends(reuseable_oauth)) -> Any:
-        user = await get_current_user(token)  # type: ignore[arg-type]
-        if user is not None:
-            _acting_user.set(user.identifier)
-        return user
-
-    app.dependency_overrides[get_current_user] = current_user
 
 
 def _writable_thread(conn: psycopg.Connection, thread_id: str | None, me: str | None) -> bool:

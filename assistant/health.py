@@ -4,7 +4,10 @@ Chainlit's own `GET /health` only says the process is alive. `/healthz` says whe
 answers (one cheap query, plus the document count) and whether the embedder works. Embedding a
 test question costs time (and credits with a paid API), so the embedder result is cached and
 refreshed in the background; real searches update it too. 200 when ready, 503 otherwise, with a
-JSON body a person can read: {status, database, embedder, documents}.
+JSON body a person can read: {status, database, embedder, documents, chat}. `chat` is the answer
+pipeline, which finishes loading after search is ready (with an LLM, its client's import takes
+seconds at 0.1 CPU): "starting: ..." there still answers 200, since a question asked then only
+waits for it; a pipeline that failed to start answers 503.
 """
 
 from __future__ import annotations
@@ -45,15 +48,16 @@ class HealthChecker:
     def report(self) -> tuple[int, dict[str, Any]]:
         """(HTTP status, body). Blocking: a database round trip; run it off the event loop."""
         rt = self.runtime
-        if not rt.ready:
-            if not rt.warming:
-                rt.start_warmup()  # a failed start is retried by the health checks themselves
+        if not rt.ready and not rt.warming:
+            rt.start_warmup()  # a failed start is retried by the health checks themselves
+        if not rt.searchable:
             reason = rt.error
             status = "error" if reason else "starting"
             detail = reason or "starting: opening the database and loading the embedding model"
             return 503, {"status": status, "database": detail, "embedder": rt.embedder_probe.detail,
-                         "documents": None}
-        body: dict[str, Any] = {"status": "ok", "database": "ok", "embedder": "ok", "documents": None}
+                         "documents": None, "chat": "starting: waiting for search"}
+        body: dict[str, Any] = {"status": "ok", "database": "ok", "embedder": "ok", "documents": None,
+                                "chat": rt.chat_state}
         try:
             store = rt.retriever().store
             store.ping()
@@ -66,7 +70,8 @@ class HealthChecker:
         elif probe.age() > (self.ok_ttl if probe.ok else self.error_ttl):
             self._refresh_in_background()
         body["embedder"] = probe.detail if probe.ok is not None else "not checked yet"
-        ready = body["database"] == "ok" and probe.ok is True
+        chat_failed = not rt.ready and rt.error is not None
+        ready = body["database"] == "ok" and probe.ok is True and not chat_failed
         body["status"] = "ok" if ready else "error"
         return (200 if ready else 503), body
 

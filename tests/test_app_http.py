@@ -69,7 +69,8 @@ def test_healthz_is_served_by_the_chainlit_app_before_its_catch_all(retriever: R
     assert response.status_code == 200, response.text
     assert response.headers["content-type"].startswith("application/json")
     body = response.json()
-    assert body == {"status": "ok", "database": "ok", "embedder": "ok", "documents": body["documents"]}
+    assert body == {"status": "ok", "database": "ok", "embedder": "ok", "documents": body["documents"],
+                    "chat": "ok"}
     assert body["documents"] >= 10
     assert TestClient(server_app).get("/health").json() == {"status": "ok"}  # Chainlit's own stays
 

@@ -1,22 +1,28 @@
 """The process-wide search resources: one Retriever and one ChatPipeline, shared by every session.
 
 Opening them is slow the first time (the embedded database starts, the embedding model loads, an
-empty database gets the sample corpus), so the app starts it in a background thread as soon as
-the server is up: the first question does not pay for it, and a cold start on a small host still
-answers its health check quickly. Anything that needs them before they are ready waits; if
-opening fails (database down at boot), the error is kept for /healthz and opening is retried on
-the next use, so the app recovers without a restart.
+empty database gets the sample corpus), so the app starts it in a background thread once the
+server's port accepts connections: the first question does not pay for it, and the warm-up does
+not compete for the CPU with binding the port (at Render's 0.1 CPU every CPU second before the
+port opens is ten seconds of a visitor's wait). It runs in two phases: first the retriever
+(database + embedder: `searchable`, what /healthz reports), then the chat pipeline (with an LLM
+configured this imports the `openai` client and loads the tokenizer) and the modules the first
+answer needs. Anything that needs them before they are ready waits; if opening fails (database
+down at boot), the error is kept for /healthz and opening is retried on the next use, so the app
+recovers without a restart.
 """
 
 from __future__ import annotations
 
 import asyncio
+import importlib
 import logging
+import socket
 import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NoReturn
 
 from assistant.config import Settings
 from assistant.retrieval.errors import AssistantError, DatabaseError
@@ -29,6 +35,11 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 WARMUP_QUERY = "How do I get started?"
+PORT_WAIT = 60.0  # seconds the warm-up waits for the server's port before starting anyway
+# Modules the first chat turn imports on first use; the warm-up loads them so the first answer
+# doesn't pay for it (missing ones are skipped: they are optional or version-specific).
+FIRST_TURN_MODULES = ("assistant.ui.turn",)
+FIRST_LLM_TURN_MODULES = ("openai.resources.chat.completions.completions", "anyio._core._sockets")
 
 
 @dataclass
@@ -75,7 +86,9 @@ class Runtime:
         self._retry_after = retry_after
         self._lock = threading.Lock()  # held while opening (may take minutes on a first start)
         self._warm_lock = threading.Lock()  # only guards the warm-up thread handle
+        self._pipeline_lock = threading.Lock()  # held while building the chat pipeline
         self._retriever: Retriever | None = None
+        self._searchable = threading.Event()  # set once the retriever is open
         self._pipeline: ChatPipeline | None = None
         self._error: str | None = None
         self._failed_at = 0.0
@@ -92,6 +105,11 @@ class Runtime:
         return self._pipeline is not None
 
     @property
+    def searchable(self) -> bool:
+        """True once the retriever (database + embedder) is open; the pipeline may still be loading."""
+        return self._retriever is not None
+
+    @property
     def warming(self) -> bool:
         """True while the background warm-up is running."""
         return self._warmup is not None and self._warmup.is_alive()
@@ -100,6 +118,16 @@ class Runtime:
     def error(self) -> str | None:
         """Why the last attempt to open failed (None when open or never failed)."""
         return None if self.ready else self._error
+
+    @property
+    def chat_state(self) -> str:
+        """The chat pipeline for /healthz: "ok", "starting: ..." or why it failed."""
+        if self.ready:
+            return "ok"
+        if self._error and self.searchable:
+            return self._error
+        what = "the language model client" if self.settings.llm_enabled else "the answer pipeline"
+        return f"starting: loading {what}"
 
     def on_ready(self, hook: Callable[[Retriever], Any]) -> None:
         """Run `hook(retriever)` once opened (e.g. the chat tables' migrations); errors are logged."""
@@ -119,38 +147,55 @@ class Runtime:
         """The shared pipeline, opening everything first if needed (blocking; call off the loop)."""
         if self._pipeline is not None:
             return self._pipeline
-        with self._lock:
+        retriever = self.retriever()
+        with self._pipeline_lock:
             if self._pipeline is not None:
                 return self._pipeline
-            if self._error and time.monotonic() - self._failed_at < self._retry_after:
-                raise DatabaseError(self._error)
+            self._check_retry()
             try:
-                retriever = self._retriever or self._opener(self.settings)
-                self._retriever = retriever
                 pipeline = self._pipeline_factory(retriever, self.settings)
-            except AssistantError as err:
-                self._fail(str(err))
-                raise
             except Exception as exc:
-                log.exception("opening the search index failed")
-                self._fail(f"The search index could not be opened ({type(exc).__name__}); see the server log")
-                raise AssistantError(self._error or "") from exc
+                self._failed(exc, "The chat could not be started")
             self._error = None
             self._pipeline = pipeline
+        return pipeline
+
+    def retriever(self) -> Retriever:
+        """The shared retriever (database + embedder), opened on first use (blocking)."""
+        if self._retriever is not None:
+            return self._retriever
+        with self._lock:
+            if self._retriever is not None:
+                return self._retriever
+            self._check_retry()
+            try:
+                retriever = self._opener(self.settings)
+            except Exception as exc:
+                self._failed(exc, "The search index could not be opened")
+            self._error = None
+            self._retriever = retriever
+            self._searchable.set()
         log.info("search ready: %r", retriever.embedder)
         for hook in list(self._ready_hooks):
             self._run_hook(hook, retriever)
-        return pipeline
+        return retriever
+
+    def _check_retry(self) -> None:
+        if self._error and time.monotonic() - self._failed_at < self._retry_after:
+            raise DatabaseError(self._error)
+
+    def _failed(self, exc: Exception, what: str) -> NoReturn:
+        """Record why opening failed (for /healthz and the next retry) and raise it as an AssistantError."""
+        if isinstance(exc, AssistantError):
+            self._fail(str(exc))
+            raise exc
+        log.exception("%s", what)
+        self._fail(f"{what} ({type(exc).__name__}); see the server log")
+        raise AssistantError(self._error or "") from exc
 
     def _fail(self, message: str) -> None:
         self._error, self._failed_at = message, time.monotonic()
         log.warning("search is not available yet: %s", message)
-
-    def retriever(self) -> Retriever:
-        """The shared retriever (opened with the pipeline)."""
-        self.pipeline()
-        assert self._retriever is not None
-        return self._retriever
 
     async def apipeline(self) -> ChatPipeline:
         """`pipeline()` without blocking the event loop."""
@@ -160,22 +205,29 @@ class Runtime:
 
     async def aretriever(self) -> Retriever:
         """`retriever()` without blocking the event loop."""
-        await self.apipeline()
-        assert self._retriever is not None
-        return self._retriever
+        if self._retriever is not None:
+            return self._retriever
+        return await asyncio.to_thread(self.retriever)
 
     # -- warm-up ---------------------------------------------------------------------------
 
-    def start_warmup(self) -> threading.Thread:
-        """Open everything and embed one query in a daemon thread (idempotent while running)."""
+    def start_warmup(self, listening: tuple[str, int] | None = None) -> threading.Thread:
+        """Open everything and embed one query in a daemon thread (idempotent while running).
+
+        With `listening=(host, port)`, the thread first waits (up to PORT_WAIT seconds) until that
+        port accepts connections, so the warm-up never delays the server's start.
+        """
         with self._warm_lock:
             if self._warmup is not None and self._warmup.is_alive():
                 return self._warmup
-            self._warmup = threading.Thread(target=self._warm, name="assistant-warmup", daemon=True)
+            self._warmup = threading.Thread(target=self._warm, args=(listening,), name="assistant-warmup",
+                                            daemon=True)
             self._warmup.start()
             return self._warmup
 
-    def _warm(self) -> None:
+    def _warm(self, listening: tuple[str, int] | None = None) -> None:
+        if listening is not None and not self.ready:
+            wait_until_listening(*listening)
         started = time.perf_counter()
         try:
             retriever = self.retriever()
@@ -186,6 +238,11 @@ class Runtime:
             self.starters()
         except AssistantError as err:
             log.warning("could not build starter questions: %s", err)
+        try:
+            self.pipeline()
+        except AssistantError:
+            return
+        preload(FIRST_TURN_MODULES + (FIRST_LLM_TURN_MODULES if self.settings.llm_enabled else ()))
         log.info("warm-up done in %.1f s", time.perf_counter() - started)
 
     def check_embedder(self, retriever: Retriever | None = None) -> Probe:
@@ -219,12 +276,11 @@ class Runtime:
         """Starters for the welcome screen; [] when search is not ready within `wait` seconds."""
         if self._starters is not None:
             return self._starters
-        if not self.ready:
-            self.start_warmup()
-            thread = self._warmup
-            if thread is not None:
-                await asyncio.to_thread(thread.join, wait)
-            if not self.ready:
+        if not self.searchable:
+            if not self.warming:
+                self.start_warmup()
+            await asyncio.to_thread(self._searchable.wait, wait)
+            if not self.searchable:
                 return []
         try:
             return await asyncio.to_thread(self.starters)
@@ -242,3 +298,31 @@ class Runtime:
             if self._retriever is not None:
                 self._retriever.store.close()
             self._retriever = self._pipeline = None
+            self._searchable.clear()
+
+
+def wait_until_listening(host: str, port: int, timeout: float = PORT_WAIT) -> bool:
+    """Block until `host:port` accepts a TCP connection (True), or `timeout` seconds pass (False).
+
+    A wildcard host (0.0.0.0, ::, empty) is reached on the loopback address of its family.
+    """
+    target = {"": "127.0.0.1", "0.0.0.0": "127.0.0.1", "::": "::1"}.get(host, host)
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            with socket.create_connection((target, port), timeout=1.0):
+                return True
+        except OSError:
+            if time.monotonic() >= deadline:
+                log.warning("port %s:%s did not open within %.0f s; warming up anyway", host, port, timeout)
+                return False
+            time.sleep(0.1)
+
+
+def preload(modules: tuple[str, ...]) -> None:
+    """Import `modules` now (best effort), so the first chat turn does not pay for them."""
+    for name in modules:
+        try:
+            importlib.import_module(name)
+        except ImportError as err:
+            log.debug("preload of %s skipped: %s", name, err)

@@ -33,6 +33,7 @@ from assistant.config import Settings  # noqa: E402
 from assistant.health import HealthChecker, install_healthz  # noqa: E402
 from assistant.ui.cors import apply_allowed_origins  # noqa: E402
 from assistant.ui.login import enable_password_login  # noqa: E402
+from assistant.ui.page import install_offline_page  # noqa: E402
 from assistant.ui.runtime import Runtime  # noqa: E402
 from assistant.ui.user_scope import install_user_scope  # noqa: E402
 
@@ -62,6 +63,7 @@ apply_allowed_origins(settings.allowed_origins)  # ALLOWED_ORIGINS -> CORS of th
 install_healthz(server_app, HealthChecker(lambda: runtime))
 enable_password_login(settings)  # ASSISTANT_USERS set: Chainlit's login form; else an open chat
 install_user_scope(server_app)  # history and ratings are read and changed only by their owner
+install_offline_page(server_app)  # the page asks no third party for anything (KaTeX, fonts), og tags
 
 
 @cl.data_layer

@@ -195,13 +195,14 @@ def tree_cpu(proc: psutil.Process) -> float:
 
 
 def app_root(work: Path, code: Path, name: str) -> Path:
-    """An app root holding links to the checkout's .chainlit/, public/ and chainlit.md (Chainlit deletes
+    """An app root holding links to the checkout's .chainlit/, public/ (and chainlit*.md copies; Chainlit deletes
     <root>/.files on exit, so each server gets its own)."""
     root = work / f"{name}-root"
     root.mkdir()
-    for item in (".chainlit", "public", "chainlit.md"):
-        if (code / item).exists():
-            (root / item).symlink_to(code / item)
+    for item in (".chainlit", "public"):
+        (root / item).symlink_to(code / item)
+    for readme in code.glob("chainlit*.md"):  # copies: Chainlit ignores a translation outside the root
+        shutil.copyfile(readme, root / readme.name)
     return root
 
 

@@ -116,7 +116,9 @@ async def answer(runtime: Runtime, message: cl.Message) -> None:
             await say(WARMING)
         pipeline = await runtime.apipeline()
         run = context.current_step  # Chainlit's "on_message" run: the answer is its child, so is the step
-        step = cl.Step(name=step_title(None), type="retrieval", show_input=False,
+        # An icon, not an avatar: the frontend would request /avatars/<step name>, and the name holds
+        # the timings ("document search · 5 passages · 52 ms"), which Chainlit refuses with a 400.
+        step = cl.Step(name=step_title(None), type="retrieval", show_input=False, icon="search",
                        parent_id=run.id if run is not None else None)
         step.start = utc_now()
         await step.send()

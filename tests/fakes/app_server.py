@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import shutil
 import socket
 import subprocess
 import sys
@@ -37,11 +38,13 @@ class AppServer:
         self.url = f"http://127.0.0.1:{self.port}"
         self.log = work_dir / f"{name}.log"
         # Chainlit deletes <app root>/.files when it shuts down; give each server its own app root
-        # holding links to the repository's .chainlit/, public/ and chainlit.md.
+        # holding links to the repository's .chainlit/ and public/ and copies of chainlit*.md.
         root = work_dir / f"{name}-root"
         root.mkdir()
-        for item in (".chainlit", "public", "chainlit.md"):
+        for item in (".chainlit", "public"):
             (root / item).symlink_to(ROOT / item)
+        for readme in ROOT.glob("chainlit*.md"):  # copies: Chainlit ignores a translation outside the root
+            shutil.copyfile(readme, root / readme.name)
         base = {k: v for k, v in os.environ.items() if k not in Settings.ENV.values() and k != "HF_TOKEN"}
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "chainlit", "run", str(ROOT / "assistant" / "app.py"), "--headless",

@@ -17,15 +17,16 @@ for a cold start. This script reproduces that on one machine (root needed for th
    Chainlit's Socket.IO (tests/fakes/socket_chat.py): time to open it (on_chat_start) and the
    first answer's time to first token and to the end of the turn. Also the server's CPU seconds
    at the port and at /healthz 200 (independent of the quota and of the machine's load, so the
-   fairest number to compare), and its peak RSS (kernel high-water mark).
+   fairest number to compare, though it grows on an overloaded machine), and its peak RSS (kernel high-water mark).
 4. The Chainlit floor (`--floor`, on by default): a bare `chainlit run` of an app with one
    handler and no imports of ours, under the same quota: the time and CPU before its port opens.
 
-`--code DIR` runs the app from another checkout (e.g. `git archive 3d68f81 | tar -x -C DIR`) to
-measure a before/after with the same script. Several runs per configuration give medians.
+`--code DIR` runs the app from another checkout (e.g. `git archive 3d68f81 | tar -x -C DIR`), and
+`--compare DIR=LABEL` adds a second one, measured interleaved with the first so both see the same
+machine load (this machine is shared). Several runs per configuration give medians.
 
 Usage: nice -n 10 python bench/free_tier.py [--cpus 0.1,0.5] [--runs 2] [--code DIR] [--label TEXT]
-       [--database-url URL] [--no-floor] [--no-write]
+       [--compare DIR=LABEL] [--database-url URL] [--no-floor] [--no-write] [--logs DIR]
 """
 
 from __future__ import annotations
@@ -65,6 +66,7 @@ DATA_DIR = CACHE / "free_tier"
 PGDATA = DATA_DIR / "pgdata"
 PERIOD_US = 100_000  # the CFS period: Render-like quotas are "x ms of CPU per 100 ms"
 QUESTION = "How do I deploy the assistant on Render?"
+BYTECODE = {True: "compiled by the build step (render.yaml compileall)", False: "none (compiled at every start)"}
 TIMEOUT = 240.0  # seconds for one start at 0.1 CPU before giving up
 
 EMPTY_APP = '''"""The smallest Chainlit app: the floor of a cold start with Chainlit."""
@@ -318,6 +320,17 @@ async def first_answer(url: str, result: Start, t0: float) -> None:
 # -- the prepared database --------------------------------------------------------------------------
 
 
+def build_like_render(code: Path) -> bool:
+    """Byte-compile the app as the checkout's render.yaml build does (if it does): a free instance
+    starts from the build's files at every wake-up, and this machine sets PYTHONDONTWRITEBYTECODE."""
+    blueprint = code / "render.yaml"
+    if not blueprint.exists() or "compileall" not in blueprint.read_text():
+        return False
+    subprocess.run([sys.executable, "-m", "compileall", "-q", "assistant"], cwd=code, check=True,
+                   env={**os.environ, "PYTHONDONTWRITEBYTECODE": ""})
+    return True
+
+
 def prepare_database(url: str, code: Path, env: dict[str, str]) -> None:
     """Index the sample corpus and create the chat tables, outside the quota, with the code under test."""
     script = ("from assistant.retrieval import open_retriever\n"
@@ -359,12 +372,12 @@ def fmt(values: list[float | None], unit: str = "s", digits: int = 1) -> str:
     return text + ("" if len(got) == len(values) else f" [{len(values) - len(got)} failed]")
 
 
-def report(rows: list[tuple[str, float, list[Start]]], floor: list[tuple[float, list[Start]]],
-           args: argparse.Namespace, quota_kind: str) -> str:
+def report(rows: list[tuple[str, str, float, list[Start]]], floor: list[tuple[float, list[Start]]],
+           args: argparse.Namespace, quota_kind: str, compiled: dict[str, bool]) -> str:
     table = []
-    for config, cpus, starts in rows:
+    for code, config, cpus, starts in rows:
         table.append([
-            f"{cpus:g}", config,
+            f"{cpus:g}", code, config,
             fmt([s.port_s for s in starts]), fmt([s.healthz_s for s in starts]),
             fmt([s.cpu_at_port for s in starts], "s", 2), fmt([s.cpu_at_healthz for s in starts], "s", 2),
             fmt([s.session_s for s in starts], "s", 2),
@@ -373,16 +386,18 @@ def report(rows: list[tuple[str, float, list[Start]]], floor: list[tuple[float, 
             " / ".join(s.load for s in starts),
         ])
     body = [
-        f"Code: {args.label}. Quota: {quota_kind}, period {PERIOD_US // 1000} ms; PostgreSQL outside it"
+        f"Quota: {quota_kind}, period {PERIOD_US // 1000} ms; PostgreSQL outside it"
         f" ({'DATABASE_URL' if args.database_url else 'embedded pgserver'}, sample corpus indexed beforehand)."
+        " App bytecode: " + "; ".join(f"{label}: {BYTECODE[c]}" for label, c in compiled.items()) + "."
+        " Checkouts and the floor run interleaved (run 1 of each, then run 2...), so they share the machine's load."
         f" {args.runs} cold start(s) per row: median (min-max). Times from spawning"
         " `chainlit run assistant/app.py --headless`; CPU = the server's user+system seconds at that moment"
-        " (independent of the quota and of the machine's load). First answer over Chainlit's socket:"
+        " (hardly depends on the quota, but grows when the machine is overloaded). First answer over Chainlit's socket:"
         f" {QUESTION!r}; session = socket opened and on_chat_start done.",
         "",
-        md_table(["CPU", "configuration", "port open", "/healthz 200", "CPU at port", "CPU at /healthz",
+        md_table(["CPU", "code", "configuration", "port open", "/healthz 200", "CPU at port", "CPU at /healthz",
                   "session", "first answer TTFT", "peak RSS", "load avg (1 min) per run"],
-                 table, "rlrrrrrrrl"),
+                 table, "rllrrrrrrrl"),
     ]
     if floor:
         frows = [[f"{cpus:g}", fmt([s.port_s for s in starts]), fmt([s.cpu_at_port for s in starts], "s", 2),
@@ -401,6 +416,8 @@ def main() -> None:
     parser.add_argument("--code", type=Path, default=REPO,
                         help="the checkout whose assistant/app.py runs (default: this one)")
     parser.add_argument("--label", default=None, help="what the code is, for the report (default: the checkout path)")
+    parser.add_argument("--compare", default=None, metavar="DIR[=LABEL]",
+                        help="a second checkout to measure interleaved with the first (e.g. the code before a change)")
     parser.add_argument("--database-url", default=None, help="use this PostgreSQL instead of the embedded one")
     parser.add_argument("--only", default="extractive,llm", help="configurations: extractive,llm")
     parser.add_argument("--logs", type=Path, default=None, help="keep the servers' logs in this folder")
@@ -409,56 +426,61 @@ def main() -> None:
     args = parser.parse_args()
     if os.geteuid() != 0:
         raise SystemExit("creating a cgroup needs root")
-    code = args.code.resolve()
-    args.label = args.label or (str(code) if code != REPO else "this checkout")
+    checkouts = [("this checkout" if args.code.resolve() == REPO else str(args.code.resolve()), args.code.resolve())]
+    if args.label:
+        checkouts[0] = (args.label, checkouts[0][1])
+    if args.compare:
+        path, _, label = args.compare.partition("=")
+        checkouts.append((label or path, Path(path).resolve()))
     cpus_list = [float(c) for c in args.cpus.split(",")]
     started, machine = now_utc(), machine_summary(args.database_url)
     if str(REPO) not in sys.path:
         sys.path.insert(0, str(REPO))
     from tests.fakes.llm_server import FakeLLMServer
 
-    rows: list[tuple[str, float, list[Start]]] = []
-    floor: list[tuple[float, list[Start]]] = []
+    results: dict[tuple[str, str, float], list[Start]] = {}
+    floor: dict[float, list[Start]] = {}
+    compiled: dict[str, bool] = {}
     with database(args.database_url) as db_url, FakeLLMServer() as llm, \
             tempfile.TemporaryDirectory(prefix="free-tier-") as tmp:
         work = Path(tmp)
         base = product_free_env(DATABASE_URL=db_url, ASSISTANT_SAMPLE_DOCS="1", EMBEDDING_PROVIDER="local",
                                 ASSISTANT_DATA_DIR=str(work / "data"))
         base.pop("PYTHONPATH", None)
-        prepare_database(db_url, code, base)
+        for label, code in checkouts:
+            compiled[label] = build_like_render(code)
+            prepare_database(db_url, code, base)
         llm_env = {"OPENAI_API_KEY": "test", "OPENAI_BASE_URL": llm.base_url, "LLM_MODEL": "fake-model",
                    "LLM_MAX_RETRIES": "0"}
         configs = {"extractive": ("no LLM (extractive)", base), "llm": ("LLM (loopback stand-in)", {**base, **llm_env})}
         wanted = [c for c in args.only.split(",") if c in configs]
-        app = code / "assistant" / "app.py"
+        empty = work / "empty_app.py"
+        empty.write_text(EMPTY_APP)
         n = 0
         for cpus in cpus_list:
-            for key in wanted:
-                label, env = configs[key]
-                starts = []
-                for run in range(args.runs):
-                    n += 1
-                    s = cold_start(app, code, cpus, env, work, f"{key}-{cpus:g}-{run}")
-                    print(f"[{cpus:g} CPU, {key}, run {run + 1}] port {s.port_s} s, /healthz {s.healthz_s} s,"
-                          f" cpu {s.cpu_at_port}/{s.cpu_at_healthz} s, ttft {s.ttft_s} s, rss {s.peak_rss >> 20} MiB,"
-                          f" load {s.load} {s.errors or ''}", file=sys.stderr)
-                    starts.append(s)
-                rows.append((label, cpus, starts))
-            if args.floor:
-                empty = work / "empty_app.py"
-                empty.write_text(EMPTY_APP)
-                starts = []
-                for run in range(args.runs):
-                    s = cold_start(empty, code, cpus, base, work, f"floor-{cpus:g}-{run}", chat=False)
+            for run in range(args.runs):  # interleaved, so every checkout and the floor see the same load
+                for index, (label, code) in enumerate(checkouts):
+                    for key in wanted:
+                        n += 1
+                        s = cold_start(code / "assistant" / "app.py", code, cpus, configs[key][1], work,
+                                       f"{index}-{key}-{cpus:g}-{run}")
+                        print(f"[{cpus:g} CPU, {label}, {key}, run {run + 1}] port {s.port_s} s, /healthz"
+                              f" {s.healthz_s} s, cpu {s.cpu_at_port}/{s.cpu_at_healthz} s, ttft {s.ttft_s} s,"
+                              f" rss {s.peak_rss >> 20} MiB, load {s.load} {s.errors or ''}", file=sys.stderr)
+                        results.setdefault((label, configs[key][0], cpus), []).append(s)
+                if args.floor:
+                    s = cold_start(empty, checkouts[0][1], cpus, base, work, f"floor-{cpus:g}-{run}", chat=False)
                     print(f"[{cpus:g} CPU, floor, run {run + 1}] port {s.port_s} s, cpu {s.cpu_at_port} s",
                           file=sys.stderr)
-                    starts.append(s)
-                floor.append((cpus, starts))
+                    floor.setdefault(cpus, []).append(s)
         if args.logs:
             args.logs.mkdir(parents=True, exist_ok=True)
             for log in work.glob("*.log"):
                 shutil.copy(log, args.logs / log.name)
-    body = report(rows, floor, args, CpuQuota.describe())
+    order = [label for label, _ in checkouts]
+    rows = sorted(results.items(), key=lambda item: (item[0][2], item[0][1], order.index(item[0][0])))
+    body = report([(label, config, cpus, starts) for (label, config, cpus), starts in rows],
+                  sorted(floor.items()), args, CpuQuota.describe(), compiled)
     print(body)
     if not args.no_write:
         path = append_report("Free tier: cold start under a CPU quota", body, started=started, machine=machine)

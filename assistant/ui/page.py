@@ -17,9 +17,9 @@ No setting removes the first two, so `install_offline_page()` adds a middleware 
 override of upstream behaviour here) that rewrites the HTML Chainlit serves: KaTeX from the copy
 in public/katex/ (katex 0.16.22, woff2 fonts only), no preconnects, and og:url / og:image as
 absolute URLs of this server (`CHAINLIT_URL` when set, Chainlit's own setting for the public
-address behind a proxy; else the request's URL); it also makes theme.json's font URLs absolute.
-If a Chainlit upgrade changes the markup, the patterns stop matching and the browser test that
-blocks third-party requests (tests/test_browser_offline.py) fails.
+address behind a proxy; else Render's `RENDER_EXTERNAL_URL`; else the request's URL); it also
+makes theme.json's font URLs absolute. If a Chainlit upgrade changes the markup, the patterns
+stop matching and the browser test that blocks third-party requests (test_browser_offline) fails.
 """
 
 from __future__ import annotations
@@ -44,9 +44,10 @@ _OG = re.compile(r'(<meta property="og:(url|image)" content=")([^"]*)(">)')
 
 def public_base(request: Request) -> str:
     """The deployment's public origin (and root path), without a trailing slash."""
-    configured = os.environ.get("CHAINLIT_URL", "").strip()
-    if configured:
-        return configured.rstrip("/")
+    for name in ("CHAINLIT_URL", "RENDER_EXTERNAL_URL"):  # Chainlit's own setting; Render sets the other
+        configured = os.environ.get(name, "").strip()
+        if configured.startswith(("http://", "https://")):
+            return configured.rstrip("/")
     return str(request.base_url).rstrip("/")
 
 

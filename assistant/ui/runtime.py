@@ -5,11 +5,12 @@ empty database gets the sample corpus), so the app starts it in a background thr
 server's port accepts connections: the first question does not pay for it, and the warm-up does
 not compete for the CPU with binding the port (at Render's 0.1 CPU every CPU second before the
 port opens is ten seconds of a visitor's wait). It runs in two phases: first the retriever
-(database + embedder: `searchable`, what /healthz reports), then the chat pipeline (with an LLM
-configured this imports the `openai` client and loads the tokenizer) and the modules the first
-answer needs. Anything that needs them before they are ready waits; if opening fails (database
-down at boot), the error is kept for /healthz and opening is retried on the next use, so the app
-recovers without a restart.
+(database + embedder: `searchable`, what /healthz reports) with the modules the first answer
+needs (and the whole chat pipeline when no LLM is configured: it is cheap then); then the
+starter questions and, with an LLM, the pipeline (it imports the `openai` client and loads the
+tokenizer: seconds at 0.1 CPU, which /healthz need not wait for). Anything that needs them
+before they are ready waits; if opening fails (database down at boot), the error is kept for
+/healthz and opening is retried on the next use, so the app recovers without a restart.
 """
 
 from __future__ import annotations
@@ -229,20 +230,25 @@ class Runtime:
         if listening is not None and not self.ready:
             wait_until_listening(*listening)
         started = time.perf_counter()
+        llm = self.settings.llm_enabled
         try:
             retriever = self.retriever()
+            preload(FIRST_TURN_MODULES)
+            if not llm:
+                self.pipeline()  # cheap without an LLM: ready before /healthz says so
         except AssistantError:
             return  # kept in self.error for /healthz; the next question retries
-        self.check_embedder(retriever)
+        self.check_embedder(retriever)  # from here /healthz answers 200
         try:
             self.starters()
         except AssistantError as err:
             log.warning("could not build starter questions: %s", err)
-        try:
-            self.pipeline()
-        except AssistantError:
-            return
-        preload(FIRST_TURN_MODULES + (FIRST_LLM_TURN_MODULES if self.settings.llm_enabled else ()))
+        if llm:
+            try:
+                self.pipeline()  # imports the openai client and loads the tokenizer: seconds at 0.1 CPU
+            except AssistantError:
+                return
+            preload(FIRST_LLM_TURN_MODULES)
         log.info("warm-up done in %.1f s", time.perf_counter() - started)
 
     def check_embedder(self, retriever: Retriever | None = None) -> Probe:

@@ -48,8 +48,8 @@ class HealthChecker:
     def report(self) -> tuple[int, dict[str, Any]]:
         """(HTTP status, body). Blocking: a database round trip; run it off the event loop."""
         rt = self.runtime
-        if not rt.ready and not rt.warming:
-            rt.start_warmup()  # a failed start is retried by the health checks themselves
+        if not rt.ready:
+            rt.start_warmup()  # a failed start is retried by the health checks themselves (idempotent)
         if not rt.searchable:
             reason = rt.error
             status = "error" if reason else "starting"

@@ -90,6 +90,22 @@ def test_the_warm_up_waits_for_the_port_then_opens_everything(retriever: Retriev
         sock.close()
 
 
+def test_a_health_check_ends_the_wait_for_the_port(retriever: Retriever) -> None:
+    """If the port cannot be reached as configured (a proxy, a host name that resolves elsewhere),
+    the first request that arrives proves the server is up: /healthz starts the warm-up at once."""
+    sock, port = listening_port()  # never listens
+    try:
+        runtime = Runtime(retriever.settings, opener=lambda s: retriever)
+        thread = runtime.start_warmup(listening=("127.0.0.1", port))
+        time.sleep(0.3)
+        assert not runtime.searchable
+        client_for(runtime).get("/healthz")
+        thread.join(20)
+        assert runtime.ready and client_for(runtime).get("/healthz").status_code == 200
+    finally:
+        sock.close()
+
+
 def test_wait_until_listening_gives_up_after_its_timeout() -> None:
     sock, port = listening_port()
     try:

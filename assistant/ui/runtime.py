@@ -94,6 +94,7 @@ class Runtime:
         self._error: str | None = None
         self._failed_at = 0.0
         self._warmup: threading.Thread | None = None
+        self._serving = threading.Event()  # a request was served: the port is open
         self._ready_hooks: list[Callable[[Retriever], Any]] = []
         self._starters: list[StarterQuestion] | None = None
         self.embedder_probe = Probe()
@@ -216,9 +217,12 @@ class Runtime:
         """Open everything and embed one query in a daemon thread (idempotent while running).
 
         With `listening=(host, port)`, the thread first waits (up to PORT_WAIT seconds) until that
-        port accepts connections, so the warm-up never delays the server's start.
+        port accepts connections, so the warm-up never delays the server's start. A later call
+        without it (a request arrived, so the server is up: e.g. /healthz) ends that wait at once.
         """
         with self._warm_lock:
+            if listening is None:
+                self._serving.set()
             if self._warmup is not None and self._warmup.is_alive():
                 return self._warmup
             self._warmup = threading.Thread(target=self._warm, args=(listening,), name="assistant-warmup",
@@ -228,7 +232,7 @@ class Runtime:
 
     def _warm(self, listening: tuple[str, int] | None = None) -> None:
         if listening is not None and not self.ready:
-            wait_until_listening(*listening)
+            wait_until_listening(*listening, serving=self._serving)
         started = time.perf_counter()
         llm = self.settings.llm_enabled
         try:
@@ -307,14 +311,14 @@ class Runtime:
             self._searchable.clear()
 
 
-def wait_until_listening(host: str, port: int, timeout: float = PORT_WAIT) -> bool:
-    """Block until `host:port` accepts a TCP connection (True), or `timeout` seconds pass (False).
-
-    A wildcard host (0.0.0.0, ::, empty) is reached on the loopback address of its family.
+def wait_until_listening(host: str, port: int, timeout: float = PORT_WAIT,
+                         serving: threading.Event | None = None) -> bool:
+    """Block until `host:port` accepts a TCP connection or `serving` is set (True), or `timeout`
+    seconds pass (False). A wildcard host (0.0.0.0, ::, empty) is reached on its loopback address.
     """
     target = {"": "127.0.0.1", "0.0.0.0": "127.0.0.1", "::": "::1"}.get(host, host)
     deadline = time.monotonic() + timeout
-    while True:
+    while serving is None or not serving.is_set():
         try:
             with socket.create_connection((target, port), timeout=1.0):
                 return True
@@ -322,7 +326,11 @@ def wait_until_listening(host: str, port: int, timeout: float = PORT_WAIT) -> bo
             if time.monotonic() >= deadline:
                 log.warning("port %s:%s did not open within %.0f s; warming up anyway", host, port, timeout)
                 return False
-            time.sleep(0.1)
+            if serving is not None:
+                serving.wait(0.1)
+            else:
+                time.sleep(0.1)
+    return True
 
 
 def preload(modules: tuple[str, ...]) -> None:

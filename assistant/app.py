@@ -34,11 +34,11 @@ settings = Settings.from_env()
 runtime = Runtime(settings)  # one Retriever + ChatPipeline per process, shared by all sessions
 runtime.on_ready(lambda retriever: ensure_chat_schema(retriever.store))
 apply_allowed_origins(settings.allowed_origins)  # ALLOWED_ORIGINS -> CORS of the running server
+install_upload_routes(server_app, settings)  # upload limits and who may upload (UPLOAD_*, ASSISTANT_ADMINS)
+install_originals(server_app, Originals(lambda: runtime))  # GET /documents/{id}: a cited file's original
 install_healthz(server_app, HealthChecker(lambda: runtime))
 enable_password_login(settings)  # ASSISTANT_USERS set: Chainlit's login form; else an open chat
 install_user_scope(server_app)  # history and ratings are read and changed only by their owner
-install_upload_routes(server_app, settings)  # upload limits and who may upload (UPLOAD_*, ASSISTANT_ADMINS)
-install_originals(server_app, Originals(lambda: runtime))  # GET /documents/{id}: a cited file's original
 
 
 @cl.data_layer

@@ -24,6 +24,7 @@ from assistant.ui.uploads import (
     UploadOutcome,
     UploadProgress,
     UploadRefused,
+    busy,
     check_size,
     ingest_upload,
     may_manage,
@@ -124,7 +125,7 @@ async def add_one(runtime: Runtime, element: Any) -> UploadOutcome | None:
     except AssistantError as err:
         await _error(f"{safe} was not added: {' '.join(str(err).split())[:200]}")
         return None
-    progress = UploadProgress()
+    progress = UploadProgress(phase="waiting" if busy() else "reading")
     status = cl.Message(content=_status(safe, progress))
     await status.send()
     work = asyncio.ensure_future(asyncio.to_thread(

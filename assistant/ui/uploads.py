@@ -54,6 +54,11 @@ class UploadRefused(AssistantError):
     """A file the user cannot add as it is (type, size, name, emptiness): one line that says why."""
 
 
+def busy() -> bool:
+    """Whether another upload is being ingested right now (the next one waits its turn)."""
+    return _ONE_AT_A_TIME.locked()
+
+
 # -- who may add and remove ------------------------------------------------------------------------
 
 
@@ -131,7 +136,7 @@ def is_upload(source: str, settings: Settings) -> bool:
 class UploadProgress:
     """Counters the chat polls while a file is ingested in a worker thread."""
 
-    phase: str = "waiting"  # waiting -> reading -> embedding -> saving -> done
+    phase: str = "reading"  # (waiting ->) reading -> embedding -> saving -> done
     total: int = 0
     done: int = 0
     started: float = field(default_factory=time.monotonic)
@@ -206,6 +211,8 @@ def ingest_upload(source_file: Path, name: str, store: Store, embedder: Embedder
     except OSError as err:
         return UploadOutcome(name, "failed", error=f"{name}: the upload could not be read ({err.strerror});"
                              " add it again")
+    if busy():
+        progress.phase = "waiting"
     with _ONE_AT_A_TIME:
         progress.phase, progress.started = "reading", time.monotonic()
         staging = final.parent / STAGING / uuid.uuid4().hex

@@ -43,6 +43,7 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 ROUTE = "/documents/{doc_id}"
+ORIGINAL_URL = "original_url"  # Hit.metadata key of a local document's link to this route
 MAX_ORIGINAL_BYTES = 25 * 1024 * 1024  # larger files are shown as their indexed text (memory on a small host)
 _ID = re.compile(r"[0-9]{1,18}")
 _HOST = re.compile(r"^[A-Za-z0-9.\-]+(:[0-9]{1,5})?$|^\[[0-9A-Fa-f:.]+\](:[0-9]{1,5})?$")
@@ -97,12 +98,19 @@ def session_base_url() -> str | None:
 
 
 def link_local_sources(hits: Sequence[Hit], base_url: str | None) -> None:
-    """Give every cited local document (no web URL of its own) a link to its original here."""
+    """Give every retrieved local document (no web URL of its own) a link to its original here,
+    kept apart from `hit.url` (the document's own address, which names the source elsewhere)."""
     if not base_url:
         return
     for hit in hits:
         if not hit.url and "://" not in (hit.source or ""):
-            hit.url = base_url + original_path(hit.document_id, hit.page)
+            hit.metadata = {**hit.metadata, ORIGINAL_URL: base_url + original_path(hit.document_id, hit.page)}
+
+
+def original_link(hit: Hit) -> str | None:
+    """The link `link_local_sources` gave this hit, if any."""
+    value = (hit.metadata or {}).get(ORIGINAL_URL)
+    return value if isinstance(value, str) else None
 
 
 # -- rendering -------------------------------------------------------------------------------------

@@ -118,14 +118,15 @@ async def test_a_dropped_file_is_indexed_with_progress_and_answers_at_once(
     await send("How many gigawatts does the flux capacitor need?", [attach(tmp_path, "zorblax.md", GUIDE)])
     lines = status_lines(session)
     assert any("Reading **zorblax\\.md**" in line for line in lines), lines
-    assert any(line.startswith("✅ Added **zorblax\\.md**") and "You can ask about it now" in line for line in lines)
+    assert any(line.startswith("Added **zorblax\\.md**") and "You can ask about it now" in line for line in lines)
     assert errors(session) == []
     [final] = answers(session)
     assert "42 gigawatts" in final["output"]
     step = messages(session, "retrieval")[-1]
     assert "the attached file" in step["output"]  # the question searched the new file only
     [source] = final["metadata"]["sources"][:1]
-    assert source["url"] == f"http://assistant.test:8000/documents/{source['document_id']}"
+    assert source["url"] is None  # a local file: no web address of its own...
+    assert source["original_url"] == f"http://assistant.test:8000/documents/{source['document_id']}"  # ...but this
     assert rt.settings.uploads_dir.joinpath("zorblax.md").is_file()
 
 
@@ -308,7 +309,7 @@ def test_the_progress_line_says_where_the_upload_is() -> None:
     progress = uploads.UploadProgress(phase="waiting")
     assert "waiting for another upload to finish" in upload_chat._status("a.md", progress)
     progress.phase = "reading"
-    assert upload_chat._status("a.md", progress).startswith("📄 Reading **a\\.md**")
+    assert upload_chat._status("a.md", progress).startswith("Reading **a\\.md**")
     progress.phase, progress.total = "embedding", 40
     progress.advance(12)
     assert "12 of 40 passages embedded" in upload_chat._status("a.md", progress)

@@ -30,6 +30,7 @@ from assistant.originals import (
     base_url_from_environ,
     install_originals,
     link_local_sources,
+    original_link,
     original_path,
 )
 from assistant.retrieval import open_retriever
@@ -188,7 +189,8 @@ def test_links_point_at_the_assistant_as_the_browser_reached_it(monkeypatch: pyt
     web = Hit(chunk_id=2, document_id=8, rank=2, score=1.0, title="W", source="https://x.org/p", text="",
               url="https://x.org/p")
     link_local_sources([local, web], "https://chat.example.org")
-    assert local.url == "https://chat.example.org/documents/7?page=3#page-3" and web.url == "https://x.org/p"
+    assert original_link(local) == "https://chat.example.org/documents/7?page=3#page-3" and local.url is None
+    assert original_link(web) is None and web.url == "https://x.org/p"
     assert original_path(7) == "/documents/7"
 
 

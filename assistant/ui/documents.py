@@ -222,5 +222,5 @@ async def remove(runtime: Runtime, action: cl.Action) -> None:
     log.info("document %s (%s) removed by %s", row["id"], row["source"], current_user() or "anonymous")
     title = escape_inline(row.get("title") or row.get("filename") or row["source"], 80)
     extra = " and its uploaded file" if file_gone else ""
-    await cl.Message(content=f"🗑️ Removed **{title}**{extra}: {row.get('chunk_count') or 0} passages."
+    await cl.Message(content=f"Removed **{title}**{extra}: {row.get('chunk_count') or 0} passages."
                              f" {left} document{'s' if left != 1 else ''} remain{'s' if left == 1 else ''}.").send()

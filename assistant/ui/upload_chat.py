@@ -64,21 +64,21 @@ def _status(name: str, progress: UploadProgress) -> str:
     elapsed = f"{time.monotonic() - progress.started:.0f} s"
     label = f"**{escape_inline(name, 80)}**"
     if progress.phase == "waiting":
-        return f"⏳ {label}: waiting for another upload to finish…"
+        return f"{label}: waiting for another upload to finish…"
     if progress.phase == "reading" or not progress.total:
-        return f"📄 Reading {label}… · {elapsed}"
+        return f"Reading {label}… · {elapsed}"
     if progress.phase == "saving":
-        return f"💾 Saving {label} · {progress.total} passages · {elapsed}"
-    return f"🔎 Indexing {label} · {progress.done} of {progress.total} passages embedded · {elapsed}"
+        return f"Saving {label} · {progress.total} passages · {elapsed}"
+    return f"Indexing {label} · {progress.done} of {progress.total} passages embedded · {elapsed}"
 
 
 def _done_line(outcome: UploadOutcome) -> str:
     name = f"**{escape_inline(outcome.name, 80)}**"
     passages = f"{outcome.chunks} passage{'s' if outcome.chunks != 1 else ''}"
     if outcome.status == "unchanged":
-        return f"✅ {name} is already indexed, unchanged ({passages})."
+        return f"{name} is already indexed, unchanged ({passages})."
     verb = "Added" if outcome.status == "added" else "Replaced"
-    return f"✅ {verb} {name}: {passages} indexed in {outcome.seconds:.1f} s. You can ask about it now."
+    return f"{verb} {name}: {passages} indexed in {outcome.seconds:.1f} s. You can ask about it now."
 
 
 async def add_files(runtime: Runtime, message: cl.Message) -> list[int]:

@@ -85,9 +85,11 @@ async def on_message(message: cl.Message) -> None:
     if listing is not None:
         await documents.show_list(runtime, listing)
         return
-    attached = upload_chat.attached_files(message)
+    if not upload_chat.attached_files(message):
+        await turn.answer(runtime, message)
+        return
     added = await upload_chat.add_files(runtime, message)
-    if (message.content or "").strip() and (added or not attached):
+    if added and (message.content or "").strip():
         await turn.answer(runtime, message, documents=added)
 
 

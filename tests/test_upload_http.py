@@ -41,6 +41,7 @@ from assistant.ui import uploads
 from assistant.ui.runtime import Runtime
 from assistant.ui.upload_routes import install_upload_routes
 from tests.fakes.documents import make_pdf
+from tests.test_access import login_on, login_server, store  # noqa: F401  (fixtures)
 from tests.test_app_handlers import no_chainlit_data_layer  # noqa: F401  (an autouse fixture)
 from tests.test_uploads import GUIDE
 
@@ -281,3 +282,40 @@ def _refuse(settings: Any) -> Retriever:
     from assistant.retrieval.errors import DatabaseError
 
     raise DatabaseError("tests must not open the default database")
+
+
+# -- with Chainlit's real password login -----------------------------------------------------------
+
+
+@pytest.mark.usefixtures("login_server")
+def test_with_a_login_originals_need_it_and_only_admins_upload(
+        retriever: Retriever, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+        restore_upload_config: None, sessions: list) -> None:
+    from chainlit.server import app as server_app
+
+    import assistant.app as app
+    from assistant.auth import parse_users
+    from assistant.ui.upload_routes import apply_upload_settings
+    from tests.test_access import ALICE_PASSWORD, BOB_PASSWORD, USERS, logged_in
+
+    monkeypatch.setattr(app, "runtime", Runtime(retriever.store.settings, opener=lambda s: retriever))
+    apply_upload_settings(dataclasses.replace(app.settings, users=parse_users(USERS), admins=("alice",)))
+    try:
+        doc = ingest(retriever, tmp_path / "docs", "guide.md", GUIDE)
+        anonymous = TestClient(server_app)
+        refused = anonymous.get(f"/documents/{doc}")
+        assert refused.status_code == 401 and "Zorblax" not in refused.text
+        alice, bob = logged_in("alice", ALICE_PASSWORD), logged_in("bob", BOB_PASSWORD)
+        assert "42 gigawatts" in bob.get(f"/documents/{doc}").text  # reading is for everyone signed in
+
+        features = {name: client.get("/project/settings").json()["features"]["spontaneous_file_upload"]
+                    for name, client in (("alice", alice), ("bob", bob))}
+        assert features["alice"]["enabled"] is True and features["bob"]["enabled"] is False
+
+        session = live_session(sessions, user="bob")
+        response = bob.post(f"/project/file?session_id={session.id}",
+                            files={"file": ("a.md", GUIDE.encode(), "text/markdown")})
+        assert response.status_code == 403 and response.json()["detail"] == uploads.NOT_ALLOWED
+        assert session.files == {}
+    finally:
+        apply_upload_settings(app.settings)

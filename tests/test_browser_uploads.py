@@ -30,10 +30,10 @@ TOPICS = ["boiler room", "lead cupboard", "blue socket", "night shift", "spare f
 
 
 def zorblax_manual() -> str:
-    """A Markdown manual long enough (about 25 passages) for the progress line to be seen moving."""
+    """A Markdown manual long enough (about 11 passages) for the progress line to be seen moving."""
     parts = ["# Zorblax operations manual", "", "## Starting the Zorblax", "", FACT + ", from the blue socket only."]
     parts.append("")
-    for i in range(25):
+    for i in range(10):
         topic = TOPICS[i % len(TOPICS)]
         parts += [f"## Procedure {i + 1}: the {topic}", ""]
         parts += [" ".join(f"Step {j + 1} of the {topic} procedure number {i + 1} asks the operator to check"
@@ -93,11 +93,11 @@ def test_upload_with_progress_then_an_answer_from_the_file(page: Any, server: Ap
 
     progress = page.get_by_text(re.compile(r"Indexing zorblax-manual\.md · \d+ of \d+ passages embedded"))
     progress.wait_for(timeout=60_000)
-    page.wait_for_timeout(1500)  # let the count move on a little
-    shot(page, "browser-upload-progress")
+    page.get_by_text(re.compile(r"Indexing zorblax-manual\.md · [1-9]\d* of \d+ passages")).wait_for(timeout=120_000)
+    shot(page, "browser-upload-progress")  # the count moving
     assert re.search(r"\d+ of (\d+) passages", progress.inner_text())
 
-    page.get_by_text(re.compile(r"Added zorblax-manual\.md: \d+ passages indexed")).wait_for(timeout=180_000)
+    page.get_by_text(re.compile(r"Added zorblax-manual\.md: \d+ passages indexed")).wait_for(timeout=300_000)
     answer = page.locator(ANSWER).filter(has_text="Sources:").last
     answer.wait_for(timeout=60_000)
     page.locator(".loading-cursor").wait_for(state="detached", timeout=60_000)

@@ -126,12 +126,17 @@ async def show_list(runtime: Runtime, contains: str = "", offset: int = 0) -> No
     actions = []
     if may_manage(runtime.settings, current_user()):
         actions += [cl.Action(name=ACT_ASK, payload={"id": row["id"]}, icon="trash-2",
-                              label=f"Remove {(row.get('title') or row.get('filename') or '')[:40]}",
+                              label="Remove " + _short(row.get("title") or row.get("filename") or "", 40),
                               tooltip=f"Remove document {row['id']} from the index (asks first)") for row in rows]
     if more:
         actions.append(cl.Action(name=ACT_LIST, payload={"contains": contains, "offset": offset + PAGE_SIZE},
                                  icon="chevrons-down", label="Show more"))
     await cl.Message(content=content, actions=actions, metadata={"documents_list": True}).send()
+
+
+def _short(text: str, limit: int) -> str:
+    line = " ".join(text.split())
+    return line if len(line) <= limit else line[: limit - 1].rstrip() + "…"
 
 
 def _payload_id(action: cl.Action) -> int | None:

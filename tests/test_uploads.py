@@ -309,3 +309,19 @@ def test_store_lists_documents_with_counts(retriever: Retriever, tmp_path: Path)
     assert counts == {"web": 0, "under_prefix": 2, "other_files": 0}
     assert [r["filename"] for r in retriever.store.documents(contains="a.m")] == ["a.md"]
     assert retriever.store.documents(contains="100%_") == []
+
+
+def test_the_uploads_folder_re_ingests_and_prunes_like_any_folder(retriever: Retriever, tmp_path: Path) -> None:
+    from assistant.retrieval.ingest import ingest_paths
+
+    settings = retriever.store.settings
+    kept = upload(retriever, write(tmp_path, "kept.md", GUIDE))
+    gone = upload(retriever, write(tmp_path, "gone.md", GUIDE.replace("Zorblax", "Quux")))
+    (settings.uploads_dir / uploads.STAGING / "leftover").mkdir(parents=True)  # a crash's staging leftovers
+    (settings.uploads_dir / uploads.STAGING / "leftover" / "half.md").write_text(GUIDE)
+    (settings.uploads_dir / "gone.md").unlink()
+    report = ingest_paths([settings.uploads_dir], retriever.store, retriever.embedder, settings, prune=True,
+                          progress=False)
+    assert report.unchanged == [(settings.uploads_dir.resolve() / "kept.md").as_posix()]
+    assert report.pruned == [(settings.uploads_dir.resolve() / "gone.md").as_posix()] and report.ok
+    assert [r["id"] for r in retriever.store.documents()] == [kept.document_id] != [gone.document_id]

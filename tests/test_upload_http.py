@@ -207,9 +207,14 @@ def test_overlapping_chunks_are_shown_once() -> None:
 
 @pytest.fixture
 def restore_upload_config() -> Iterator[None]:
+    from assistant.ui import upload_routes
+
     feature = cl_config.features.spontaneous_file_upload
     saved = feature.model_dump() if feature is not None else None
+    current = dict(upload_routes._settings)
     yield
+    upload_routes._settings.clear()
+    upload_routes._settings.update(current)  # the app's own settings again, for later tests
     if feature is not None and saved is not None:
         for key, value in saved.items():
             setattr(feature, key, value)

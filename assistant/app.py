@@ -31,10 +31,13 @@ from chainlit.server import app as server_app  # noqa: E402
 
 from assistant.config import Settings  # noqa: E402
 from assistant.health import HealthChecker, install_healthz  # noqa: E402
+from assistant.originals import Originals, install_originals  # noqa: E402
+from assistant.ui import documents, upload_chat  # noqa: E402
 from assistant.ui.cors import apply_allowed_origins  # noqa: E402
 from assistant.ui.login import enable_password_login  # noqa: E402
 from assistant.ui.page import install_offline_page  # noqa: E402
 from assistant.ui.runtime import Runtime  # noqa: E402
+from assistant.ui.upload_routes import install_upload_routes  # noqa: E402
 from assistant.ui.user_scope import install_user_scope  # noqa: E402
 
 if TYPE_CHECKING:
@@ -60,6 +63,8 @@ settings = Settings.from_env()
 runtime = Runtime(settings)  # one Retriever + ChatPipeline per process, shared by all sessions
 runtime.on_ready(_chat_tables)
 apply_allowed_origins(settings.allowed_origins)  # ALLOWED_ORIGINS -> CORS of the running server
+install_upload_routes(server_app, settings)  # upload limits and who may upload (UPLOAD_*, ASSISTANT_ADMINS)
+install_originals(server_app, Originals(lambda: runtime))  # GET /documents/{id}: a cited file's original
 install_healthz(server_app, HealthChecker(lambda: runtime))
 enable_password_login(settings)  # ASSISTANT_USERS set: Chainlit's login form; else an open chat
 install_user_scope(server_app)  # history and ratings are read and changed only by their owner
@@ -96,8 +101,9 @@ async def starters(user: cl.User | None = None, language: str | None = None) -> 
 
 @cl.on_chat_start
 async def chat_start() -> None:
-    """Offer the per-session search settings."""
+    """Offer the per-session search settings and the /documents command."""
     await _turn().start_session(runtime)
+    await documents.offer_commands()
 
 
 @cl.on_settings_update
@@ -108,8 +114,41 @@ async def settings_update(values: dict) -> None:
 
 @cl.on_message
 async def on_message(message: cl.Message) -> None:
-    """Search, stream the answer, attach the sources."""
-    await _turn().answer(runtime, message)
+    """`/documents`; or index attached files, then answer the text (from those files when any)."""
+    listing = documents.command_text(message)
+    if listing is not None:
+        await documents.show_list(runtime, listing)
+        return
+    if not upload_chat.attached_files(message):
+        await _turn().answer(runtime, message)
+        return
+    added = await upload_chat.add_files(runtime, message)
+    if added and (message.content or "").strip():
+        await _turn().answer(runtime, message, documents=added)
+
+
+@cl.action_callback(documents.ACT_LIST)
+async def documents_more(action: cl.Action) -> None:
+    """The document list's "Show more"."""
+    await documents.more(runtime, action)
+
+
+@cl.action_callback(documents.ACT_ASK)
+async def document_remove_ask(action: cl.Action) -> None:
+    """A document's "Remove" button: asks for a confirmation."""
+    await documents.ask_remove(runtime, action)
+
+
+@cl.action_callback(documents.ACT_REMOVE)
+async def document_remove(action: cl.Action) -> None:
+    """The confirmation: remove the document (admins only)."""
+    await documents.remove(runtime, action)
+
+
+@cl.action_callback(documents.ACT_KEEP)
+async def document_keep(action: cl.Action) -> None:
+    """The confirmation's "Keep it"."""
+    await documents.keep(runtime, action)
 
 
 @cl.on_chat_end

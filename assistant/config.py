@@ -157,6 +157,10 @@ class Settings:
     llm_max_answer_tokens: int = 700  # LLM_MAX_ANSWER_TOKENS
     allowed_origins: tuple[str, ...] = ("*",)  # ALLOWED_ORIGINS
     users: tuple[tuple[str, str], ...] = field(default=(), repr=False)  # ASSISTANT_USERS (name, scrypt hash)
+    admins: tuple[str, ...] = ()  # ASSISTANT_ADMINS (users who may upload and remove documents)
+    allow_uploads: bool = True  # ALLOW_UPLOADS (without a login: may anyone upload and remove documents)
+    upload_max_mb: int = 10  # UPLOAD_MAX_MB (per file)
+    upload_max_files: int = 5  # UPLOAD_MAX_FILES (per message)
 
     # Environment variable for each field, in README table order.
     ENV: ClassVar[dict[str, str]] = {
@@ -196,6 +200,10 @@ class Settings:
         "llm_max_answer_tokens": "LLM_MAX_ANSWER_TOKENS",
         "allowed_origins": "ALLOWED_ORIGINS",
         "users": "ASSISTANT_USERS",
+        "admins": "ASSISTANT_ADMINS",
+        "allow_uploads": "ALLOW_UPLOADS",
+        "upload_max_mb": "UPLOAD_MAX_MB",
+        "upload_max_files": "UPLOAD_MAX_FILES",
     }
 
     @property
@@ -205,6 +213,11 @@ class Settings:
     @property
     def embedded_db_dir(self) -> Path:
         return self.data_dir / "pgdata"
+
+    @property
+    def uploads_dir(self) -> Path:
+        """Files added in the chat, kept so `ingest` and `--prune` can run over them again."""
+        return self.data_dir / "uploads"
 
     @classmethod
     def from_env(cls, *, dotenv: bool = True) -> Settings:
@@ -230,6 +243,8 @@ class Settings:
         data_dir = Path(_env("ASSISTANT_DATA_DIR") or default_data_dir()).expanduser()
         origins = tuple(o.strip() for o in (_env("ALLOWED_ORIGINS") or "*").split(",") if o.strip())
         chunk_tokens = _int("CHUNK_TOKENS", 320, 64, 500)
+        users = parse_users(_env("ASSISTANT_USERS"))
+        admins = _admins(_env("ASSISTANT_ADMINS"), users)
         text_config = _env("TEXT_SEARCH_CONFIG") or "simple"
         if not text_config.replace("_", "").isalnum():
             raise ConfigError(f"TEXT_SEARCH_CONFIG={text_config!r} is not a text search configuration name")
@@ -269,8 +284,28 @@ class Settings:
             llm_context_tokens=_int("LLM_CONTEXT_TOKENS", 8192, 1024, 2_000_000),
             llm_max_answer_tokens=_int("LLM_MAX_ANSWER_TOKENS", 700, 32, 32000),
             allowed_origins=origins or ("*",),
-            users=parse_users(_env("ASSISTANT_USERS")),
+            users=users,
+            admins=admins,
+            allow_uploads=_bool("ALLOW_UPLOADS", True),
+            upload_max_mb=_int("UPLOAD_MAX_MB", 10, 1, 200),
+            upload_max_files=_int("UPLOAD_MAX_FILES", 5, 1, 50),
         )
+
+
+def _admins(raw: str | None, users: tuple[tuple[str, str], ...]) -> tuple[str, ...]:
+    """ASSISTANT_ADMINS: comma-separated names, each one of ASSISTANT_USERS (admins sign in)."""
+    names = tuple(dict.fromkeys(n.strip() for n in (raw or "").split(",") if n.strip()))
+    if not names:
+        return ()
+    if not users:
+        raise ConfigError("ASSISTANT_ADMINS needs ASSISTANT_USERS: admins are users who sign in;"
+                          " without a login, ALLOW_UPLOADS decides who may add documents")
+    known = {name for name, _ in users}
+    unknown = [n for n in names if n not in known]
+    if unknown:
+        raise ConfigError(f"ASSISTANT_ADMINS: {', '.join(repr(n[:64]) for n in unknown)} not in ASSISTANT_USERS;"
+                          " list only names that can sign in")
+    return names
 
 
 def settings_fields() -> list[str]:

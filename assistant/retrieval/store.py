@@ -328,6 +328,64 @@ class Store:
             cur = conn.execute("DELETE FROM documents WHERE source = ANY(%s)", (list(sources),))
             return cur.rowcount
 
+    def documents(self, *, ids: Sequence[int] = (), sources: Sequence[str] = (), contains: str = "",
+                  limit: int = 1000, offset: int = 0) -> list[dict[str, Any]]:
+        """Indexed documents (newest change first) for listing and serving: id, title, source, url,
+        type, filename, chunk_count, content_hash, updated_at, metadata. Optionally only these ids or
+        sources, or those whose title, file name or source contains `contains` (case-insensitive)."""
+        where, args = [], {"limit": limit, "offset": offset}
+        if ids:
+            where.append("d.id = ANY(%(ids)s)")
+            args["ids"] = [int(i) for i in ids]
+        if sources:
+            where.append("d.source = ANY(%(sources)s)")
+            args["sources"] = list(sources)
+        if contains:
+            where.append("(d.title ILIKE %(like)s ESCAPE '\\' OR d.source ILIKE %(like)s ESCAPE '\\')")
+            args["like"] = "%" + contains.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
+        query = sql.SQL("""
+            SELECT d.id, d.title, d.source, d.url, d.metadata, d.chunk_count, d.updated_at, d.content_hash,
+                   coalesce(d.metadata->>'type', '') AS type, coalesce(d.metadata->>'filename', '') AS filename
+            FROM documents d WHERE {where}
+            ORDER BY d.updated_at DESC, d.id DESC LIMIT %(limit)s OFFSET %(offset)s
+        """).format(where=sql.SQL(" AND ".join(where) or "TRUE"))
+        with self.connection() as conn, conn.cursor(row_factory=dict_row) as cur:
+            return cur.execute(query, args).fetchall()
+
+    def document_stats(self) -> dict[str, Any]:
+        """Totals for the document list: documents, chunks, and both per file type."""
+        with self.connection() as conn:
+            rows = conn.execute(
+                "SELECT coalesce(metadata->>'type', '?'), count(*), coalesce(sum(chunk_count), 0)"
+                " FROM documents GROUP BY 1 ORDER BY 2 DESC, 1").fetchall()
+        by_type = {str(t): {"documents": int(d), "chunks": int(c)} for t, d, c in rows}
+        return {"documents": sum(v["documents"] for v in by_type.values()),
+                "chunks": sum(v["chunks"] for v in by_type.values()), "by_type": by_type}
+
+    def source_counts(self, prefix: str) -> dict[str, int]:
+        """Documents from the web (URL sources), from files under `prefix`, and from other files."""
+        like = prefix.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
+        with self.connection() as conn:
+            web, under, total = conn.execute(
+                "SELECT count(*) FILTER (WHERE source LIKE '%%://%%'),"
+                " count(*) FILTER (WHERE source LIKE %s ESCAPE '\\'), count(*) FROM documents", (like,)).fetchone()
+        return {"web": int(web), "under_prefix": int(under), "other_files": int(total - web - under)}
+
+    def document_chunks(self, document_id: int) -> list[dict[str, Any]]:
+        """A document's chunks in order (ordinal, page, heading_path, text): its indexed text."""
+        with self.connection() as conn, conn.cursor(row_factory=dict_row) as cur:
+            return cur.execute(
+                "SELECT ordinal, page, heading_path, text FROM chunks WHERE document_id = %s ORDER BY ordinal",
+                (int(document_id),)).fetchall()
+
+    def delete_document(self, document_id: int) -> dict[str, Any] | None:
+        """Remove one document by id through `delete_documents` (the one delete path); returns the
+        removed row, or None when there was no such document (e.g. removed twice)."""
+        rows = self.documents(ids=[document_id], limit=1)
+        if not rows or not self.delete_documents([rows[0]["source"]]):
+            return None
+        return rows[0]
+
     def sources(self) -> list[str]:
         with self.connection() as conn:
             return [r[0] for r in conn.execute("SELECT source FROM documents ORDER BY source").fetchall()]

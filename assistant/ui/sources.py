@@ -14,6 +14,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from assistant.chat.events import Answer
+from assistant.originals import original_link
 from assistant.retrieval.types import Hit
 from assistant.ui.markdown import escape_inline, link, literal_markdown, quote, safe_url
 
@@ -58,7 +59,8 @@ def source_panel(number: int, hit: Hit) -> str:
     Markdown shows as text and never runs or breaks the layout.
     """
     title = hit.title or short_source(hit)
-    lines = [f"### {link(title, hit.url)}"]
+    target = hit.url or original_link(hit)  # the web page, or this document served by the assistant
+    lines = [f"### {link(title, target)}"]
     meta = []
     sections = section_path(hit)
     if sections:
@@ -69,8 +71,8 @@ def source_panel(number: int, hit: Hit) -> str:
     lines.append("  \n".join(meta))
     lines.append(f"**Passage {int(number)}** · the text the assistant was given:")
     lines.append(quote(literal_markdown(hit.text)) if hit.text.strip() else "> *(empty passage)*")
-    if safe_url(hit.url):
-        lines.append(link("Open the original document ↗", hit.url))
+    if safe_url(target):
+        lines.append(link("Open the original document ↗", target))
     return "\n\n".join(lines)
 
 
@@ -141,8 +143,10 @@ def _widget_ref(number: int, hit: Hit, *, short: bool = False) -> str:
     if hit.page:
         label += f", page {hit.page}"
     ref = f"\\[{int(number)}\\] "
-    if safe_url(hit.url):
-        return ref + link(label if len(label) <= 80 else label[:79] + "…", hit.url)
+    target = hit.url or original_link(hit)
+    if safe_url(target):
+        linked = ref + link(label if len(label) <= 80 else label[:79] + "…", target)
+        return linked if hit.url or short else linked + " (" + escape_inline(short_source(hit), 40) + ")"
     text = escape_inline(label, 80)
     if not short:
         text += " (" + escape_inline(short_source(hit), 40) + ")"
@@ -168,6 +172,7 @@ def sources_metadata(answer: Answer) -> list[dict[str, Any]]:
             "title": hit.title,
             "source": hit.source,
             "url": hit.url,
+            "original_url": original_link(hit),
             "heading": hit.heading,
             "page": hit.page,
             "chunk_id": hit.chunk_id,

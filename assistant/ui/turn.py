@@ -11,7 +11,9 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Sequence
 from contextlib import aclosing
+from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
 import chainlit as cl
@@ -21,6 +23,7 @@ from chainlit.utils import utc_now
 
 from assistant.chat.events import Answer, QueryRewritten, Retrieved, Token
 from assistant.chat.pipeline import validate_question
+from assistant.originals import link_local_sources, session_base_url
 from assistant.retrieval.errors import AssistantError, DatabaseError, QueryError
 from assistant.ui.options import SearchOptions, search_options, settings_widgets
 from assistant.ui.retrieval_view import retrieval_markdown, step_title
@@ -101,12 +104,18 @@ def conversation_history(current_id: str | None) -> list[dict[str, str]]:
 # -- the turn ------------------------------------------------------------------------------
 
 
-async def answer(runtime: Runtime, message: cl.Message) -> None:
-    """Answer one user message; never raises (every failure is one line in the chat)."""
+async def answer(runtime: Runtime, message: cl.Message, *, documents: Sequence[int] = ()) -> None:
+    """Answer one user message; never raises (every failure is one line in the chat).
+
+    `documents`: search only these (the files just attached to the message).
+    """
     question = message.content or ""
     try:
         validate_question(question, [])
         options = search_options(context.session.chat_settings, runtime.settings.top_k)
+        if documents:
+            options = replace(options, filters=("document_id=" + ",".join(map(str, documents)),),
+                              filter_text="the attached file" + ("s" if len(documents) > 1 else ""))
     except QueryError as err:
         await say(str(err), error=True)
         return
@@ -191,6 +200,7 @@ async def _run_pipeline(runtime: Runtime, pipeline: Any, question: str, message_
 async def _finish(runtime: Runtime, reply: cl.Message, answer_: Answer, question: str, widget: bool) -> None:
     """Replace the streamed text with the final answer, its sources and notices; attach panels."""
     llm_enabled = runtime.settings.llm_enabled
+    link_local_sources(answer_.sources, session_base_url())  # local files open at /documents/{id}
     reply.content = answer_markdown(answer_, llm_enabled=llm_enabled, widget=widget)
     reply.metadata = {
         "question": question,

@@ -123,6 +123,7 @@ class Settings:
     sample_docs: bool = True  # ASSISTANT_SAMPLE_DOCS
     db_pool_max: int = 5  # DB_POOL_MAX
     db_connect_timeout: int = 5  # DB_CONNECT_TIMEOUT (seconds)
+    db_statement_timeout: float = 60.0  # DB_STATEMENT_TIMEOUT (seconds per SQL statement, 0 = none)
     # embeddings
     embedding_provider: str = "local"  # EMBEDDING_PROVIDER
     embedding_model: str = DEFAULT_MODEL  # EMBEDDING_MODEL
@@ -132,7 +133,8 @@ class Settings:
     embedding_api_url: str | None = None  # EMBEDDING_API_URL
     embedding_api_key: str | None = field(default=None, repr=False)  # EMBEDDING_API_KEY
     embedding_timeout: float = 10.0  # EMBEDDING_TIMEOUT (seconds per request)
-    embedding_deadline: float = 30.0  # EMBEDDING_DEADLINE (seconds per call, all retries)
+    embedding_deadline: float = 30.0  # EMBEDDING_DEADLINE (seconds per ingest batch, all retries)
+    query_embedding_deadline: float = 5.0  # QUERY_EMBEDDING_DEADLINE (seconds per question, all retries)
     embedding_batch_size: int = 32  # EMBEDDING_BATCH_SIZE
     embedding_breaker_failures: int = 3  # EMBEDDING_BREAKER_FAILURES (0 = no circuit breaker)
     embedding_breaker_cooldown: float = 30.0  # EMBEDDING_BREAKER_COOLDOWN (seconds)
@@ -165,6 +167,7 @@ class Settings:
         "sample_docs": "ASSISTANT_SAMPLE_DOCS",
         "db_pool_max": "DB_POOL_MAX",
         "db_connect_timeout": "DB_CONNECT_TIMEOUT",
+        "db_statement_timeout": "DB_STATEMENT_TIMEOUT",
         "embedding_provider": "EMBEDDING_PROVIDER",
         "embedding_model": "EMBEDDING_MODEL",
         "embedding_dim": "EMBEDDING_DIM",
@@ -174,6 +177,7 @@ class Settings:
         "embedding_api_key": "EMBEDDING_API_KEY",
         "embedding_timeout": "EMBEDDING_TIMEOUT",
         "embedding_deadline": "EMBEDDING_DEADLINE",
+        "query_embedding_deadline": "QUERY_EMBEDDING_DEADLINE",
         "embedding_batch_size": "EMBEDDING_BATCH_SIZE",
         "embedding_breaker_failures": "EMBEDDING_BREAKER_FAILURES",
         "embedding_breaker_cooldown": "EMBEDDING_BREAKER_COOLDOWN",
@@ -239,6 +243,7 @@ class Settings:
             sample_docs=_bool("ASSISTANT_SAMPLE_DOCS", True),
             db_pool_max=_int("DB_POOL_MAX", 5, 1, 100),
             db_connect_timeout=_int("DB_CONNECT_TIMEOUT", 5, 1, 120),
+            db_statement_timeout=_float("DB_STATEMENT_TIMEOUT", 60.0, 0.0, 86400),
             embedding_provider=provider,
             embedding_model=model,
             embedding_dim=dim,
@@ -248,6 +253,7 @@ class Settings:
             embedding_api_key=_env("EMBEDDING_API_KEY"),
             embedding_timeout=_float("EMBEDDING_TIMEOUT", 10.0, 0.1, 600),
             embedding_deadline=_float("EMBEDDING_DEADLINE", 30.0, 0.1, 3600),
+            query_embedding_deadline=_float("QUERY_EMBEDDING_DEADLINE", 5.0, 0.1, 600),
             embedding_batch_size=_int("EMBEDDING_BATCH_SIZE", 32, 1, 1024),
             embedding_breaker_failures=_int("EMBEDDING_BREAKER_FAILURES", 3, 0, 1000),
             embedding_breaker_cooldown=_float("EMBEDDING_BREAKER_COOLDOWN", 30.0, 0.0, 86400),

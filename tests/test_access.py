@@ -841,6 +841,48 @@ def test_chainlit_ci_mode_does_not_replace_the_configured_llm_key() -> None:
         "OPENAI_API_KEY"] == CHAINLIT_CI_KEY
 
 
+@pytest.mark.browser
+def test_the_login_page_shows_why_sign_in_is_refused(create_database: Any,
+                                                      tmp_path_factory: pytest.TempPathFactory) -> None:
+    """In Chromium, as a person signs in: after LOGIN_MAX_FAILURES wrong passwords the page says why
+    the next try is refused and when to come back (Chainlit shows the 429's detail in a toast)."""
+    import os
+
+    from tests.conftest import ARTIFACTS
+    from tests.fakes.app_server import AppServer
+    from tests.fakes.browser import CHROMIUM, CHROMIUM_ARGS
+
+    if not Path(CHROMIUM).exists():
+        if os.environ.get("REQUIRE_BROWSER") == "1":
+            pytest.fail("REQUIRE_BROWSER=1 but /usr/bin/chromium is missing")
+        pytest.skip("/usr/bin/chromium not found")
+    sync_api = pytest.importorskip("playwright.sync_api")
+    env = {"DATABASE_URL": create_database(), "ASSISTANT_SAMPLE_DOCS": "0", "ASSISTANT_USERS": USERS,
+           "ASSISTANT_DATA_DIR": str(tmp_path_factory.mktemp("ll")), "CHAINLIT_AUTH_SECRET": "s-" + uuid.uuid4().hex,
+           "LOGIN_MAX_FAILURES": "2"}
+    server = AppServer("login-limit", env, tmp_path_factory.mktemp("login-limit"))
+    try:
+        server.wait_ready()
+        with sync_api.sync_playwright() as p:
+            browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True)
+            try:
+                page = browser.new_page()
+                page.set_default_timeout(30_000)
+                page.goto(server.url + "/login")
+                for _ in range(3):
+                    page.locator("input#email, input[name=email], input[type=text]").first.fill("alice")
+                    page.locator("input[type=password]").first.fill(WRONG_PASSWORD)
+                    page.locator("button[type=submit]").first.click()
+                    page.wait_for_timeout(1000)
+                page.get_by_text("Too many failed sign-in attempts for this user name; try again in 15 min.").wait_for()
+                ARTIFACTS.mkdir(exist_ok=True)
+                page.screenshot(path=str(ARTIFACTS / "browser-login-rate-limited.png"))
+            finally:
+                browser.close()
+    finally:
+        server.stop()
+
+
 def test_render_blueprint_asks_for_users_and_generates_the_secret() -> None:
     import yaml
 

@@ -254,7 +254,8 @@ def test_a_frozen_server_gives_one_line_in_seconds_and_the_same_pool_recovers(
     """SIGSTOP: sockets stay open and the kernel still accepts connections, so neither statement_timeout
     nor TCP timeouts fire; before the client-side deadline a search waited until the server resumed
     (20.0 s for a 20 s freeze). Now: the search in flight, the idle pooled connection's health check and
-    the next request each give up in about 3 s; after SIGCONT the same Retriever works at once."""
+    the next request each give up after 1 s of silence plus one new-connection attempt of up to
+    DB_CONNECT_TIMEOUT (about 6 s); after SIGCONT the same Retriever works at once."""
     pg = thawed
     retriever = open_retriever(settings_for(sample_url, tmp_path, db_pool_max=2), announce=False)
     blocker = psycopg.connect(sample_url)

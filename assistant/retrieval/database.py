@@ -15,7 +15,7 @@ import sys
 import threading
 import time
 import warnings
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar, TypeVar
 from urllib.parse import unquote
@@ -35,10 +35,10 @@ RV = TypeVar("RV")
 # A frozen server (SIGSTOPped, a paused VM, a hung host) keeps its sockets open and the kernel
 # still accepts connections for it, so neither statement_timeout nor TCP timeouts ever fire: only
 # the client can notice. After ANSWER_PATIENCE seconds without an answer, a connection asks
-# whether the server still answers a new login (within PROBE_TIMEOUT, libpq's minimum); a server
-# that does is only busy and is waited for, up to its statement_timeout plus STATEMENT_GRACE.
+# whether the server still answers a new login (within DB_CONNECT_TIMEOUT, the time any connection
+# gets: a shorter probe could take a busy server on a loaded host for a frozen one); a server that
+# answers is only busy and is waited for, up to its statement_timeout plus STATEMENT_GRACE.
 ANSWER_PATIENCE = 1.0
-PROBE_TIMEOUT = 2
 PROBE_REUSE = 1.0  # seconds a probe's verdict is shared by the other waiting connections
 STATEMENT_GRACE = 5.0
 
@@ -52,6 +52,7 @@ class DatabaseLocation:
     url: str
     description: str
     embedded: bool
+    connect_timeout: int = 5  # DB_CONNECT_TIMEOUT: also how long a liveness probe waits
 
 
 def url_secrets(url: str) -> list[str]:
@@ -178,8 +179,10 @@ def stop_embedded() -> None:
 def locate(settings: Settings, *, announce: bool = True) -> DatabaseLocation:
     """The database to use: `DATABASE_URL` when set, else the embedded server (started here)."""
     if settings.database_url:
-        return DatabaseLocation(settings.database_url, describe_url(settings.database_url), embedded=False)
-    return start_embedded(settings.embedded_db_dir, announce=announce)
+        return DatabaseLocation(settings.database_url, describe_url(settings.database_url), embedded=False,
+                                connect_timeout=settings.db_connect_timeout)
+    location = start_embedded(settings.embedded_db_dir, announce=announce)
+    return replace(location, connect_timeout=settings.db_connect_timeout)
 
 
 class ServerNotAnswering(psycopg.OperationalError):
@@ -193,14 +196,15 @@ class _Probes:
         self._lock = threading.Lock()
         self._verdicts: dict[str, tuple[float, bool]] = {}
 
-    def answers(self, url: str) -> bool:
+    def answers(self, location: DatabaseLocation) -> bool:
+        url = location.url
         asked = time.monotonic()
         with self._lock:  # waiters share one probe: a frozen server is not asked once per connection
             at, verdict = self._verdicts.get(url, (0.0, True))
             if at >= asked - PROBE_REUSE:
                 return verdict
             try:
-                psycopg.connect(url, connect_timeout=PROBE_TIMEOUT, autocommit=True).close()
+                psycopg.connect(url, connect_timeout=location.connect_timeout, autocommit=True).close()
                 verdict = True
             except psycopg.errors.ConnectionTimeout:
                 verdict = False
@@ -218,10 +222,10 @@ def check_answering(location: DatabaseLocation) -> None:
 
     Cheap when a connection has just asked (the verdict is shared for PROBE_REUSE seconds).
     """
-    if not _probes.answers(location.url):
+    if not _probes.answers(location):
         raise DatabaseError(
             f"PostgreSQL at {location.description} is not answering (no reply to a new connection in"
-            f" {PROBE_TIMEOUT} s); check that the server is up, then try again"
+            f" {location.connect_timeout} s); check that the server is up, then try again"
         )
 # What psycopg's wait raises when its timeout expires (an OperationalError; private, hence the lookup).
 _WAIT_TIMEOUT: Any = getattr(psycopg.errors, "_WaitTimeout", psycopg.errors.ConnectionTimeout)
@@ -253,7 +257,7 @@ class WatchedConnection(psycopg.Connection):  # type: ignore[type-arg]
             except _WAIT_TIMEOUT:
                 pass
             over = self.statement_limit is not None and time.monotonic() - started >= self.statement_limit
-            if over or not _probes.answers(location.url):
+            if over or not _probes.answers(location):
                 self.close()  # the generator is abandoned mid-protocol: the connection is unusable
                 why = "" if over else ", nor to a new connection"
                 raise ServerNotAnswering(f"no reply in {time.monotonic() - started:.0f} s{why}") from None

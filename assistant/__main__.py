@@ -3,7 +3,10 @@
 `search` is the retrieval-only debug mode: it imports nothing from the chat stack, so it starts
 fast and small, and prints how each hit was found (vector rank and similarity, text rank, fused
 score) with the time spent embedding and searching. User errors print one line and exit 1
-(2 for bad usage); tracebacks are for bugs only.
+(2 for bad usage); tracebacks are for bugs only. With `--json`, an error is a JSON object on
+stdout instead, `{"error": "...", "kind": "database"}`, with the same exit code, so a script
+always gets JSON. Libraries' own log lines (pypdf's complaints about a damaged PDF, say) go to
+ASSISTANT_DATA_DIR/assistant.log, not to the terminal, where each problem gets one line of ours.
 """
 
 from __future__ import annotations
@@ -12,6 +15,7 @@ import argparse
 import json
 import logging
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -22,13 +26,40 @@ from pathlib import Path
 
 from assistant.config import Settings
 from assistant.retrieval.errors import AssistantError, QueryError
+from assistant.retrieval.filters import DOCUMENT_TYPES
 from assistant.retrieval.types import SEARCH_MODES, SearchResult
 
 APP_PATH = Path(__file__).resolve().parent / "app.py"
+MAX_HITS = 100  # search -k: the Retriever's own limit
+LOG_FILE = "assistant.log"  # under ASSISTANT_DATA_DIR: library warnings of command-line runs
+
+
+class UsageError(Exception):
+    """Bad command-line usage (argparse's complaint), raised instead of exiting so --json can report it."""
+
+    def __init__(self, parser: argparse.ArgumentParser, message: str) -> None:
+        super().__init__(message)
+        self.parser = parser
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> None:  # type: ignore[override]
+        raise UsageError(self, message)
+
+
+def _hits(value: str) -> int:
+    """`-k`: a whole number from 1 to MAX_HITS."""
+    try:
+        k = int(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{value!r} is not a whole number") from None
+    if not 1 <= k <= MAX_HITS:
+        raise argparse.ArgumentTypeError(f"must be between 1 and {MAX_HITS}, not {k}")
+    return k
 
 
 def _parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="python -m assistant", description="Doc Assistant: chat with your documents.")
+    p = _Parser(prog="python -m assistant", description="Doc Assistant: chat with your documents.")
     sub = p.add_subparsers(dest="command", required=True)
 
     ing = sub.add_parser("ingest", help="index files and folders (.md .txt .html .htm .pdf)")
@@ -38,11 +69,14 @@ def _parser() -> argparse.ArgumentParser:
 
     se = sub.add_parser("search", help="retrieval only: show the hits for a question")
     se.add_argument("query")
-    se.add_argument("-k", type=int, default=None, help="number of hits (default TOP_K)")
+    se.add_argument("-k", type=_hits, default=None, metavar="K",
+                    help=f"number of hits, 1-{MAX_HITS} (default TOP_K)")
     se.add_argument("--mode", choices=SEARCH_MODES, default="hybrid")
     se.add_argument("--filter", action="append", default=[], metavar="KEY=VALUE",
-                    help="source=PREFIX, document_id=1,2, type=pdf, tag=NAME, meta.KEY=VALUE (repeatable)")
-    se.add_argument("--json", action="store_true", help="print one JSON object")
+                    help=f"source=PREFIX, document_id=1,2, type={'|'.join(DOCUMENT_TYPES)}, tag=NAME,"
+                         " meta.KEY=VALUE (repeatable; all must hold)")
+    se.add_argument("--json", action="store_true",
+                    help='print one JSON object (errors too: {"error": ..., "kind": ...}, exit code non-zero)')
 
     ev = sub.add_parser("eval", help="score retrieval on your questions: hit@k and MRR per mode, and the misses")
     ev.add_argument("questions", metavar="QUESTIONS.jsonl",
@@ -67,14 +101,25 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = _parser().parse_args(argv)
+    argv = sys.argv[1:] if argv is None else list(argv)
+    as_json = "--json" in argv
+    try:
+        args = _parser().parse_args(argv)
+    except UsageError as err:
+        if as_json:
+            return _fail(f"{err.parser.prog}: {err}", 2, True, kind="usage")
+        err.parser.print_usage(sys.stderr)  # what argparse itself prints
+        print(f"{err.parser.prog}: error: {err}", file=sys.stderr)
+        return 2
     # The connection pool warns (in two lines) at every reconnect attempt; the command line reports
     # a lost database once, in its own words (the chat server keeps those warnings in its log).
     logging.getLogger("psycopg.pool").setLevel(logging.ERROR)
+    as_json = bool(getattr(args, "json", False))
     try:
         if args.command == "hash-password":  # needs no (and must not fail on a broken) configuration
             return cmd_hash_password(args)
         settings = Settings.from_env()
+        _log_to_file(settings)
         if args.command == "ingest":
             return cmd_ingest(settings, args)
         if args.command == "search":
@@ -85,14 +130,51 @@ def main(argv: Sequence[str] | None = None) -> int:
             return cmd_db(settings, args)
         return cmd_serve(settings, args)
     except QueryError as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
+        return _fail(err, 2, as_json)
     except AssistantError as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 1
+        return _fail(err, 1, as_json)
     except KeyboardInterrupt:
-        print("interrupted", file=sys.stderr)
-        return 130
+        return _fail("interrupted", 130, as_json, kind="interrupted")
+
+
+def error_kind(err: BaseException) -> str:
+    """`DatabaseError` -> "database", `ModelMismatchError` -> "model_mismatch": for --json errors."""
+    name = type(err).__name__.removesuffix("Error") or "error"
+    return re.sub(r"(?<=[a-z0-9])([A-Z])", r"_\1", name).lower()
+
+
+def _fail(err: BaseException | str, code: int, as_json: bool, *, kind: str | None = None) -> int:
+    """Report an error in one line (stderr), or as `{"error", "kind"}` on stdout with --json; return `code`."""
+    message = " ".join(str(err).split())
+    if as_json:
+        print(json.dumps({"error": message, "kind": kind or error_kind(err)}, ensure_ascii=False))
+    else:
+        print(message if code == 130 else f"error: {message}", file=sys.stderr)
+    return code
+
+
+_file_log: logging.Handler | None = None
+
+
+def _log_to_file(settings: Settings) -> None:
+    """Send log records (libraries' warnings included) to ASSISTANT_DATA_DIR/assistant.log instead of
+    the terminal: Python prints records nobody handles on stderr, e.g. pypdf's "incorrect startxref
+    pointer" next to our own one-line report of the same file. Best effort: no folder, no file."""
+    global _file_log
+    root = logging.getLogger()
+    if _file_log is not None:  # a second run in one process (tests): one handler, the current folder
+        root.removeHandler(_file_log)
+        _file_log.close()
+        _file_log = None
+    try:
+        settings.data_dir.mkdir(parents=True, exist_ok=True)
+        handler: logging.Handler = logging.FileHandler(settings.data_dir / LOG_FILE, encoding="utf-8", delay=True)
+    except OSError:
+        handler = logging.NullHandler()
+    handler.setLevel(logging.WARNING)
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    root.addHandler(handler)
+    _file_log = handler
 
 
 def cmd_ingest(settings: Settings, args: argparse.Namespace) -> int:
@@ -106,9 +188,7 @@ def cmd_ingest(settings: Settings, args: argparse.Namespace) -> int:
         report = ingest_paths(args.paths, store, embedder, settings, prune=args.prune, progress=not args.quiet)
     finally:
         store.close()
-    print(report.summary())
-    for path, reason in report.failed:
-        print(f"  failed: {path}: {reason}")
+    print(report.summary())  # each failure had its one line (stderr) while it happened
     return 0 if report.ok else 1
 
 
@@ -117,6 +197,9 @@ def cmd_search(settings: Settings, args: argparse.Namespace) -> int:
 
     if not args.query.strip():
         raise QueryError("The question is empty: type a few words to search for")
+    from assistant.retrieval.filters import parse_filters
+
+    parse_filters(args.filter)  # a bad filter is refused before the database is opened
     retriever = open_retriever(settings, announce=not args.json)
     try:
         result = retriever.search(args.query, k=args.k, mode=args.mode, filters=args.filter)

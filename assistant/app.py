@@ -33,6 +33,7 @@ from assistant.config import Settings  # noqa: E402
 from assistant.health import HealthChecker, install_healthz  # noqa: E402
 from assistant.originals import Originals, install_originals  # noqa: E402
 from assistant.ui import documents, upload_chat  # noqa: E402
+from assistant.ui.ci_mode import restore_openai_key  # noqa: E402
 from assistant.ui.cors import apply_allowed_origins  # noqa: E402
 from assistant.ui.login import enable_password_login  # noqa: E402
 from assistant.ui.page import install_offline_page  # noqa: E402
@@ -59,6 +60,7 @@ def _turn() -> ModuleType:
     return turn
 
 
+restore_openai_key()  # `CI` in the environment made `chainlit run` replace it with a fake key
 settings = Settings.from_env()
 runtime = Runtime(settings)  # one Retriever + ChatPipeline per process, shared by all sessions
 runtime.on_ready(_chat_tables)

@@ -16,11 +16,14 @@ from __future__ import annotations
 import base64
 import hashlib
 import hmac
+import math
 import os
 import re
 import secrets
 import threading
-from collections.abc import Mapping, Sequence
+import time
+from collections import OrderedDict, deque
+from collections.abc import Callable, Mapping, Sequence
 
 from assistant.retrieval.errors import ConfigError
 
@@ -124,6 +127,76 @@ class PasswordChecker:
         # An unknown name is checked against the decoy, so a miss takes as long as a wrong password.
         ok = verify_password(password or "", encoded or self._decoy or "")
         return name if ok and encoded is not None else None
+
+
+ADDRESS_FACTOR = 4  # an address may fail this many times the per-user limit (people share a NAT)
+MAX_TRACKED = 10_000  # names and addresses remembered at most (oldest forgotten first): bounded memory
+
+
+class LoginLimiter:
+    """Failed sign-ins counted per user name and per client address over a sliding window.
+
+    After `max_failures` failures for one name within `window` seconds, that name is refused
+    until the oldest of them is `window` old; an address gets ADDRESS_FACTOR times as many (one
+    guesser trying many names). Refused attempts are not hashed, so a guessing run also costs
+    the host nothing. An attempt counts as a failure from the moment it starts (many parallel
+    guesses cannot slip through before the first result); a success takes it back and clears
+    that name's count. Unknown names count like known ones: the limit says nothing about which
+    names exist. `max_failures=0` turns the limiter off.
+    """
+
+    def __init__(self, max_failures: int, window: float, *, clock: Callable[[], float] = time.monotonic) -> None:
+        self.max_failures = max_failures
+        self.window = window
+        self.clock = clock
+        self._lock = threading.Lock()
+        self._failures: OrderedDict[tuple[str, str], deque[float]] = OrderedDict()
+
+    def _recent(self, key: tuple[str, str], now: float) -> deque[float]:
+        times = self._failures.get(key)
+        if times is None:
+            times = self._failures[key] = deque()
+            while len(self._failures) > MAX_TRACKED:
+                self._failures.popitem(last=False)
+        else:
+            self._failures.move_to_end(key)
+        while times and times[0] <= now - self.window:
+            times.popleft()
+        return times
+
+    def begin(self, name: str, address: str) -> tuple[str, float] | None:
+        """Start an attempt: None (go ahead; it counts as failed until `succeeded`) or, when over a
+        limit, (`"user"` or `"address"`, seconds until the next attempt may be made)."""
+        if not self.max_failures:
+            return None
+        now = self.clock()
+        keys = {"user": ("user", (name or "").strip()[:64]), "address": ("address", address or "unknown")}
+        limits = {"user": self.max_failures, "address": self.max_failures * ADDRESS_FACTOR}
+        with self._lock:
+            for kind, key in keys.items():
+                times = self._recent(key, now)
+                if len(times) >= limits[kind]:
+                    return kind, max(1.0, times[-limits[kind]] + self.window - now)
+            for key in keys.values():
+                self._failures[key].append(now)
+        return None
+
+    def succeeded(self, name: str, address: str) -> None:
+        """The attempt begun for `name` from `address` was right: clear the name, take the attempt back."""
+        if not self.max_failures:
+            return
+        with self._lock:
+            self._failures.pop(("user", (name or "").strip()[:64]), None)
+            times = self._failures.get(("address", address or "unknown"))
+            if times:
+                times.pop()
+
+
+def retry_message(kind: str, seconds: float) -> str:
+    """What a refused sign-in is told: why, and when to try again."""
+    whom = "for this user name" if kind == "user" else "from your network address"
+    wait = f"{math.ceil(seconds / 60)} min" if seconds >= 90 else f"{math.ceil(seconds)} s"
+    return f"Too many failed sign-in attempts {whom}; try again in {wait}."
 
 
 def check_login_settings(users: Sequence[tuple[str, str]], allowed_origins: Sequence[str],

@@ -123,6 +123,7 @@ class Settings:
     sample_docs: bool = True  # ASSISTANT_SAMPLE_DOCS
     db_pool_max: int = 5  # DB_POOL_MAX
     db_connect_timeout: int = 5  # DB_CONNECT_TIMEOUT (seconds)
+    db_statement_timeout: float = 60.0  # DB_STATEMENT_TIMEOUT (seconds per SQL statement, 0 = none)
     # embeddings
     embedding_provider: str = "local"  # EMBEDDING_PROVIDER
     embedding_model: str = DEFAULT_MODEL  # EMBEDDING_MODEL
@@ -132,7 +133,8 @@ class Settings:
     embedding_api_url: str | None = None  # EMBEDDING_API_URL
     embedding_api_key: str | None = field(default=None, repr=False)  # EMBEDDING_API_KEY
     embedding_timeout: float = 10.0  # EMBEDDING_TIMEOUT (seconds per request)
-    embedding_deadline: float = 30.0  # EMBEDDING_DEADLINE (seconds per call, all retries)
+    embedding_deadline: float = 30.0  # EMBEDDING_DEADLINE (seconds per ingest batch, all retries)
+    query_embedding_deadline: float = 5.0  # QUERY_EMBEDDING_DEADLINE (seconds per question, all retries)
     embedding_batch_size: int = 32  # EMBEDDING_BATCH_SIZE
     embedding_breaker_failures: int = 3  # EMBEDDING_BREAKER_FAILURES (0 = no circuit breaker)
     embedding_breaker_cooldown: float = 30.0  # EMBEDDING_BREAKER_COOLDOWN (seconds)
@@ -161,6 +163,8 @@ class Settings:
     allow_uploads: bool = True  # ALLOW_UPLOADS (without a login: may anyone upload and remove documents)
     upload_max_mb: int = 10  # UPLOAD_MAX_MB (per file)
     upload_max_files: int = 5  # UPLOAD_MAX_FILES (per message)
+    login_max_failures: int = 5  # LOGIN_MAX_FAILURES (per user name per LOGIN_WINDOW; 4x per address; 0 = off)
+    login_window: float = 900.0  # LOGIN_WINDOW (seconds)
 
     # Environment variable for each field, in README table order.
     ENV: ClassVar[dict[str, str]] = {
@@ -169,6 +173,7 @@ class Settings:
         "sample_docs": "ASSISTANT_SAMPLE_DOCS",
         "db_pool_max": "DB_POOL_MAX",
         "db_connect_timeout": "DB_CONNECT_TIMEOUT",
+        "db_statement_timeout": "DB_STATEMENT_TIMEOUT",
         "embedding_provider": "EMBEDDING_PROVIDER",
         "embedding_model": "EMBEDDING_MODEL",
         "embedding_dim": "EMBEDDING_DIM",
@@ -178,6 +183,7 @@ class Settings:
         "embedding_api_key": "EMBEDDING_API_KEY",
         "embedding_timeout": "EMBEDDING_TIMEOUT",
         "embedding_deadline": "EMBEDDING_DEADLINE",
+        "query_embedding_deadline": "QUERY_EMBEDDING_DEADLINE",
         "embedding_batch_size": "EMBEDDING_BATCH_SIZE",
         "embedding_breaker_failures": "EMBEDDING_BREAKER_FAILURES",
         "embedding_breaker_cooldown": "EMBEDDING_BREAKER_COOLDOWN",
@@ -204,6 +210,8 @@ class Settings:
         "allow_uploads": "ALLOW_UPLOADS",
         "upload_max_mb": "UPLOAD_MAX_MB",
         "upload_max_files": "UPLOAD_MAX_FILES",
+        "login_max_failures": "LOGIN_MAX_FAILURES",
+        "login_window": "LOGIN_WINDOW",
     }
 
     @property
@@ -254,6 +262,7 @@ class Settings:
             sample_docs=_bool("ASSISTANT_SAMPLE_DOCS", True),
             db_pool_max=_int("DB_POOL_MAX", 5, 1, 100),
             db_connect_timeout=_int("DB_CONNECT_TIMEOUT", 5, 1, 120),
+            db_statement_timeout=_float("DB_STATEMENT_TIMEOUT", 60.0, 0.0, 86400),
             embedding_provider=provider,
             embedding_model=model,
             embedding_dim=dim,
@@ -263,6 +272,7 @@ class Settings:
             embedding_api_key=_env("EMBEDDING_API_KEY"),
             embedding_timeout=_float("EMBEDDING_TIMEOUT", 10.0, 0.1, 600),
             embedding_deadline=_float("EMBEDDING_DEADLINE", 30.0, 0.1, 3600),
+            query_embedding_deadline=_float("QUERY_EMBEDDING_DEADLINE", 5.0, 0.1, 600),
             embedding_batch_size=_int("EMBEDDING_BATCH_SIZE", 32, 1, 1024),
             embedding_breaker_failures=_int("EMBEDDING_BREAKER_FAILURES", 3, 0, 1000),
             embedding_breaker_cooldown=_float("EMBEDDING_BREAKER_COOLDOWN", 30.0, 0.0, 86400),
@@ -289,6 +299,8 @@ class Settings:
             allow_uploads=_bool("ALLOW_UPLOADS", True),
             upload_max_mb=_int("UPLOAD_MAX_MB", 10, 1, 200),
             upload_max_files=_int("UPLOAD_MAX_FILES", 5, 1, 50),
+            login_max_failures=_int("LOGIN_MAX_FAILURES", 5, 0, 10_000),
+            login_window=_float("LOGIN_WINDOW", 900.0, 1.0, 86400),
         )
 
 

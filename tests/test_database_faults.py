@@ -242,6 +242,91 @@ def test_a_search_in_flight_gets_an_error_when_the_server_stops(
         retriever.store.close()
 
 
+@pytest.fixture
+def thawed(pg: StoppablePostgres) -> Iterator[StoppablePostgres]:
+    """The server, thawed again whatever the test did (a frozen server would hang the next test)."""
+    yield pg
+    pg.thaw()
+
+
+def test_a_frozen_server_gives_one_line_in_seconds_and_the_same_pool_recovers(
+        thawed: StoppablePostgres, sample_url: str, tmp_path: Path) -> None:
+    """SIGSTOP: sockets stay open and the kernel still accepts connections, so neither statement_timeout
+    nor TCP timeouts fire; before the client-side deadline a search waited until the server resumed
+    (20.0 s for a 20 s freeze). Now: the search in flight, the idle pooled connection's health check and
+    the next request each give up after 1 s of silence plus one new-connection attempt of up to
+    DB_CONNECT_TIMEOUT (about 6 s); after SIGCONT the same Retriever works at once."""
+    pg = thawed
+    retriever = open_retriever(settings_for(sample_url, tmp_path, db_pool_max=2), announce=False)
+    blocker = psycopg.connect(sample_url)
+    try:
+        assert retriever.search(QUESTION).hits
+        # 1. a search already inside the server (waiting on a lock) when the server freezes
+        blocker.execute("LOCK TABLE chunks IN ACCESS EXCLUSIVE MODE")
+        outcome: dict[str, Any] = {}
+
+        def search() -> None:
+            try:
+                retriever.search(QUESTION)
+            except DatabaseError as err:
+                outcome["error"], outcome["at"] = err, time.monotonic()
+
+        thread = threading.Thread(target=search, daemon=True)
+        thread.start()
+        wait_for(_waiting_on_lock(sample_url), "the search to wait inside the server")
+        pg.freeze()
+        frozen = time.monotonic()
+        thread.join(HANG_GUARD)
+        assert not thread.is_alive(), "the in-flight search hung on the frozen server"
+        error = outcome.get("error")
+        assert isinstance(error, DatabaseError), "the in-flight search did not fail"
+        one_line(str(error))
+        assert str(error).startswith("PostgreSQL at 127.0.0.1") and "stopped answering" in str(error), error
+        assert "nor to a new connection" in str(error) and "check that the server is up" in str(error)
+        record("frozen_in_flight_search_error_s", outcome["at"] - frozen)
+        # 2. the next searches, while it stays frozen: every one answers in seconds
+        for attempt in range(2):
+            _, error, seconds = run_guarded(lambda: retriever.search(QUESTION), "a search on a frozen server")
+            assert isinstance(error, DatabaseError), error
+            one_line(str(error))
+            assert "127.0.0.1" in str(error) and "answering" in str(error) and "server is up" in str(error), error
+            record(f"frozen_search_error_s_attempt{attempt + 1}", seconds)
+        # 3. SIGCONT: the same pool serves again (the lock holder's session is gone with its socket)
+        pg.thaw()
+        blocker.close()
+        result, error, seconds = run_guarded(lambda: retriever.search(QUESTION), "the first search after the thaw")
+        assert error is None and result.hits, error
+        record("frozen_first_search_after_thaw_s", seconds)
+    finally:
+        blocker.close()
+        retriever.store.close()
+
+
+def test_a_slow_statement_on_a_live_server_is_not_mistaken_for_a_frozen_one(
+        sample_url: str, tmp_path: Path) -> None:
+    """The client only gives up when the server also ignores a new connection: a statement that runs
+    for several times ANSWER_PATIENCE on a healthy server completes."""
+    store = Store.open(settings_for(sample_url, tmp_path), announce=False)
+    try:
+        with store.connection() as conn:
+            assert conn.execute("SELECT pg_sleep(3.5), 42").fetchone()[1] == 42
+    finally:
+        store.close()
+
+
+def test_db_statement_timeout_is_set_on_every_pooled_connection(sample_url: str, tmp_path: Path) -> None:
+    store = Store.open(settings_for(sample_url, tmp_path, db_statement_timeout=1.5), announce=False)
+    try:
+        with store.connection() as conn:
+            assert conn.execute("SHOW statement_timeout").fetchone()[0] == "1500ms"
+        with pytest.raises(DatabaseError, match="did not answer in time"), store.connection() as conn:
+            conn.execute("SELECT pg_sleep(5)")
+        with store.connection() as conn:  # the pool is fine afterwards
+            assert conn.execute("SELECT 1").fetchone()[0] == 1
+    finally:
+        store.close()
+
+
 def test_cli_search_with_the_server_down_prints_one_line_and_exits_1(
         pg: StoppablePostgres, sample_url: str, tmp_path: Path) -> None:
     pg.stop()
@@ -455,7 +540,9 @@ def test_ingest_killed_or_cut_off_mid_run_leaves_only_whole_documents_and_a_reru
                 second.communicate()
         pg.start()
         assert second.returncode == 1, err
-        assert "failed" in out.splitlines()[0] and "Cannot reach PostgreSQL at 127.0.0.1" in out
+        assert "failed" in out.splitlines()[0]  # the summary; each failure had its one line on stderr
+        [failed] = [line for line in err.splitlines() if line.startswith("failed ")]
+        assert "Cannot reach PostgreSQL at 127.0.0.1" in failed or "answering" in failed, err
         assert "run ingest again when this is fixed" in err
         assert "Traceback" not in err and "error connecting" not in err  # no pool warnings on the terminal
         left = _documents(killed_url)

@@ -300,7 +300,7 @@ def test_retry_after_beyond_deadline_fails_fast(make, embedding_server):  # noqa
     embedding_server.script(("status", 429, {"error": "rate limited"}, {"Retry-After": "30"}))
     started = time.monotonic()
     with pytest.raises(EmbeddingError, match=r"rate-limited \(429\).*30 s.*EMBEDDING_DEADLINE") as info:
-        make("hf", embedding_deadline=2.0).embed_query("hello")
+        make("hf", query_embedding_deadline=2.0).embed_query("hello")
     assert info.value.retryable
     assert time.monotonic() - started < 1.0
 
@@ -317,7 +317,7 @@ def test_transient_failure_then_success(make, embedding_server, provider, fault)
 def test_timeout_then_success(make, embedding_server):  # noqa: F811
     embedding_server.script(("delay", 1.0))
     started = time.monotonic()
-    vector = make("hf", embedding_timeout=0.5, embedding_deadline=3.0).embed_query("hello")
+    vector = make("hf", embedding_timeout=0.5, query_embedding_deadline=3.0).embed_query("hello")
     assert time.monotonic() - started >= 0.5
     assert cos(vector, local("hello", query=True)) > 0.999
     assert len(embedding_server.requests) == 2
@@ -335,7 +335,7 @@ def test_timeout_then_success(make, embedding_server):  # noqa: F811
 def test_deadline_bounds_the_whole_call(make, embedding_server, fault, needle):  # noqa: F811
     embedding_server.script(*[fault] * 30)
     deadline = 1.5
-    embedder = make("hf", embedding_timeout=0.5, embedding_deadline=deadline)
+    embedder = make("hf", embedding_timeout=0.5, query_embedding_deadline=deadline)
     started = time.monotonic()
     with pytest.raises(EmbeddingError, match=needle) as info:
         embedder.embed_query("hello")
@@ -353,7 +353,7 @@ def test_unreachable_server_is_retryable(embedding_server):  # noqa: F811
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
     settings = embedding_server.settings(
-        "openai", embedding_api_url=f"http://127.0.0.1:{port}/v1", embedding_deadline=1.0
+        "openai", embedding_api_url=f"http://127.0.0.1:{port}/v1", query_embedding_deadline=1.0
     )
     embedder = OpenAIEmbedder(settings)
     started = time.monotonic()

@@ -243,7 +243,8 @@ def make_chat(sample_database: str, embedding_server: EmbeddingServer,
     def make(*, llm: bool = False, fake_clock: bool = True, **changes: Any) -> Chat:
         base = embedding_server.settings(
             "hf", database_url=sample_database, data_dir=tmp_path / "data", sample_docs=False,
-            embedding_timeout=TIMEOUT, embedding_deadline=DEADLINE, embedding_breaker_failures=THRESHOLD,
+            embedding_timeout=TIMEOUT, embedding_deadline=DEADLINE, query_embedding_deadline=DEADLINE,
+            embedding_breaker_failures=THRESHOLD,
             embedding_breaker_cooldown=30.0, query_cache_size=0,
         )
         if llm:
@@ -426,6 +427,41 @@ async def test_embedder_down_then_llm_down_too_every_message_is_answered(make_ch
     assert len(chat.llm_server.chat_requests) == 6
     assert chat.server.request_count <= THRESHOLD * FAULTS["500"][1][1]  # the breaker: quiet after two calls
     assert max(chat.times) < HANG_BOUND
+
+
+@pytest.mark.asyncio
+async def test_questions_wait_the_query_deadline_not_the_ingest_one(make_chat: Callable[..., Chat]) -> None:
+    """Before QUERY_EMBEDDING_DEADLINE, each question before the breaker opened waited out the ingest
+    deadline (EMBEDDING_DEADLINE, 30 s by default). Here the ingest deadline is 30 s and the request
+    timeout 10 s, as by default; a question gives up after the query deadline and is answered."""
+    chat = make_chat(embedding_timeout=10.0, embedding_deadline=30.0, query_embedding_deadline=0.6)
+    chat.server.fail(("hang",))
+    for _ in range(THRESHOLD):  # the questions that still reach the provider
+        answer = await chat.ask(QUESTIONS[0])
+        assert_degraded(answer)
+        assert any("QUERY_EMBEDDING_DEADLINE=0.6 s" in n for n in answer.notices), answer.notices
+    assert max(chat.times) < 5.0  # 0.6 s and overhead; the ingest deadline would have been 30 s
+    assert chat.breaker.state == OPEN
+
+
+def test_ingest_batches_keep_their_own_longer_deadline(embedding_server: EmbeddingServer, tmp_path: Path) -> None:
+    settings = embedding_server.settings("hf", data_dir=tmp_path / "data", embedding_timeout=TIMEOUT,
+                                         embedding_deadline=2.5, query_embedding_deadline=0.5,
+                                         embedding_breaker_failures=0)
+    embedder = make_embedder(settings)
+    try:
+        embedding_server.fail(("status", 500))
+        started = time.monotonic()
+        with pytest.raises(EmbeddingError, match=r"QUERY_EMBEDDING_DEADLINE=0\.5 s"):
+            embedder.embed_query("how do I reset the pump?")
+        query_seconds = time.monotonic() - started
+        started = time.monotonic()
+        with pytest.raises(EmbeddingError, match=r"HTTP 500.*EMBEDDING_DEADLINE=2\.5 s"):
+            embedder.embed_passages(["The pump is reset with the red lever."])
+        passage_seconds = time.monotonic() - started
+        assert query_seconds < 2.0 <= passage_seconds < HANG_BOUND  # each call kind kept retrying until its own
+    finally:
+        embedder.close()
 
 
 # -- ingest is never silently degraded ------------------------------------------------------------

@@ -23,7 +23,7 @@ from typing import Any, TypeVar
 import httpx
 
 from assistant.config import Settings
-from assistant.retrieval.errors import AssistantError, hide_url_credentials, public_url
+from assistant.retrieval.errors import AssistantError, hide_url_credentials, public_url, redact_secrets
 
 log = logging.getLogger(__name__)
 hide_url_credentials("httpx2")  # the openai client's HTTP library logs each request URL
@@ -65,7 +65,7 @@ def map_error(exc: BaseException, settings: Settings) -> LLMError:
     error = _map_error(exc, settings)
     key = settings.openai_api_key
     if key and key in str(error):  # some servers echo a rejected key in their error message
-        error = LLMError(str(error).replace(key, "***"), kind=error.kind, status=error.status)
+        error = LLMError(redact_secrets(str(error), [key]), kind=error.kind, status=error.status)
     return error
 
 

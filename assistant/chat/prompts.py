@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import html
 import re
+import unicodedata
 from dataclasses import dataclass, field, replace
 from functools import lru_cache
 from pathlib import Path
@@ -45,6 +46,15 @@ _PLACEHOLDER = re.compile(r"\{\{|\}\}|\{([A-Za-z_][A-Za-z0-9_]*)\}")
 # `<\u200b/source>` looks like our closing tag to it, so they count as spaces here.
 _INVISIBLE = "\u00ad\u061c\u180e\u200b-\u200f\u202a-\u202e\u2060-\u2064\u2066-\u206f\ufeff"
 _TAG_LOOKALIKE = re.compile(rf"<(?=[\s{_INVISIBLE}]*/?[\s{_INVISIBLE}]*sources?\b)", re.IGNORECASE)
+# Characters a model reads as the ASCII ones of our tags, beyond what NFKC folds (full-width
+# `＜／ｓｏｕｒｃｅ＞`, small forms, mathematical letters): angle brackets and quotation marks,
+# slashes, and Cyrillic/Greek letters that look like those of "source".
+_CONFUSABLE = str.maketrans({
+    **dict.fromkeys("‹〈⟨〈˂ᐸ❮⧼«", "<"),
+    **dict.fromkeys("∕⁄⧸╱ǀ", "/"),
+    "ѕ": "s", "о": "o", "ο": "o", "օ": "o", "ս": "u", "υ": "u",
+    "г": "r", "с": "c", "ϲ": "c", "е": "e",
+})
 
 
 def render(template: str, **values: str) -> str:
@@ -96,9 +106,28 @@ def load_prompts(prompts_dir: str | Path | None = None) -> PromptSet:
     return _load(str(Path(prompts_dir or PROMPTS_DIR).resolve()))
 
 
+def _skeleton(text: str) -> str:
+    """`text` with each character replaced by the ASCII one it looks like, where it has one
+    (NFKC, then `_CONFUSABLE`), one for one so that positions still match the original."""
+    folded = []
+    for ch in text:
+        if ch.isascii():
+            folded.append(ch)
+            continue
+        norm = unicodedata.normalize("NFKC", ch).translate(_CONFUSABLE)
+        folded.append(norm if len(norm) == 1 else ch.translate(_CONFUSABLE))
+    return "".join(folded)
+
+
 def neutralise(text: str) -> str:
-    """Defuse `<source>`/`</source>` look-alikes inside document text (they become `&lt;/source>`)."""
-    return _TAG_LOOKALIKE.sub("&lt;", text)
+    """Defuse `<source>`/`</source>` look-alikes inside document text: the `<` (or whatever stands for
+    it, e.g. a full-width `＜`) becomes `&lt;`. Look-alikes are matched after Unicode folding
+    (`_skeleton`), invisible characters count as spaces, case is ignored."""
+    skeleton = _skeleton(text) if not text.isascii() else text
+    starts = [m.start() for m in _TAG_LOOKALIKE.finditer(skeleton)]
+    for at in reversed(starts):
+        text = text[:at] + "&lt;" + text[at + 1:]
+    return text
 
 
 def _attr(value: str) -> str:

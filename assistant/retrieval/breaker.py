@@ -1,7 +1,7 @@
 """A circuit breaker for the query-embedding provider: stop calling it while it is down.
 
 Without one, every question during a provider outage pays the whole retry budget
-(EMBEDDING_DEADLINE, 30 s by default) before search falls back to full-text. With it, after
+(QUERY_EMBEDDING_DEADLINE, 5 s by default) before search falls back to full-text. With it, after
 EMBEDDING_BREAKER_FAILURES failed calls in a row the breaker *opens*: calls fail at once with
 `CircuitOpenError` (search goes straight to full-text, marked degraded) and the provider sees no
 traffic. After EMBEDDING_BREAKER_COOLDOWN seconds it is *half-open*: exactly one call goes through

@@ -12,21 +12,35 @@ import logging
 import os
 import re
 import sys
+import threading
+import time
 import warnings
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any, ClassVar, TypeVar
 from urllib.parse import unquote
 
 import psycopg
-from psycopg import conninfo
+from psycopg import conninfo, sql
 
-from assistant.retrieval.errors import DatabaseError
+from assistant.retrieval.errors import DatabaseError, redact_secrets
 
 if TYPE_CHECKING:
     from assistant.config import Settings
 
 log = logging.getLogger(__name__)
+
+RV = TypeVar("RV")
+
+# A frozen server (SIGSTOPped, a paused VM, a hung host) keeps its sockets open and the kernel
+# still accepts connections for it, so neither statement_timeout nor TCP timeouts ever fire: only
+# the client can notice. After ANSWER_PATIENCE seconds without an answer, a connection asks
+# whether the server still answers a new login (within DB_CONNECT_TIMEOUT, the time any connection
+# gets: a shorter probe could take a busy server on a loaded host for a frozen one); a server that
+# answers is only busy and is waited for, up to its statement_timeout plus STATEMENT_GRACE.
+ANSWER_PATIENCE = 1.0
+PROBE_REUSE = 1.0  # seconds a probe's verdict is shared by the other waiting connections
+STATEMENT_GRACE = 5.0
 
 _embedded: dict[Path, object] = {}  # data dir -> pgserver.PostgresServer (one per process)
 
@@ -38,6 +52,7 @@ class DatabaseLocation:
     url: str
     description: str
     embedded: bool
+    connect_timeout: int = 5  # DB_CONNECT_TIMEOUT: also how long a liveness probe waits
 
 
 def url_secrets(url: str) -> list[str]:
@@ -67,10 +82,9 @@ def url_secrets(url: str) -> list[str]:
 
 
 def redact(text: str, url: str | None) -> str:
-    """`text` with the password of `url` (and any piece of it) replaced by `***`."""
-    for secret in url_secrets(url) if url else ():
-        text = text.replace(secret, "***")
-    return text
+    """`text` with the password of `url` (and any piece of it) replaced by `***`; a short
+    password only where it stands as a whole word (`errors.redact_secrets`)."""
+    return redact_secrets(text, url_secrets(url)) if url else text
 
 
 def describe_url(url: str) -> str:
@@ -165,20 +179,125 @@ def stop_embedded() -> None:
 def locate(settings: Settings, *, announce: bool = True) -> DatabaseLocation:
     """The database to use: `DATABASE_URL` when set, else the embedded server (started here)."""
     if settings.database_url:
-        return DatabaseLocation(settings.database_url, describe_url(settings.database_url), embedded=False)
-    return start_embedded(settings.embedded_db_dir, announce=announce)
+        return DatabaseLocation(settings.database_url, describe_url(settings.database_url), embedded=False,
+                                connect_timeout=settings.db_connect_timeout)
+    location = start_embedded(settings.embedded_db_dir, announce=announce)
+    return replace(location, connect_timeout=settings.db_connect_timeout)
+
+
+class ServerNotAnswering(psycopg.OperationalError):
+    """The server stopped answering a connection (the client gave up and closed it)."""
+
+
+class _Probes:
+    """Whether a server still answers a new connection, asked at most once per PROBE_REUSE seconds."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._verdicts: dict[str, tuple[float, bool]] = {}
+
+    def answers(self, location: DatabaseLocation) -> bool:
+        url = location.url
+        asked = time.monotonic()
+        with self._lock:  # waiters share one probe: a frozen server is not asked once per connection
+            at, verdict = self._verdicts.get(url, (0.0, True))
+            if at >= asked - PROBE_REUSE:
+                return verdict
+            try:
+                psycopg.connect(url, connect_timeout=location.connect_timeout, autocommit=True).close()
+                verdict = True
+            except psycopg.errors.ConnectionTimeout:
+                verdict = False
+            except psycopg.Error:  # refused, too many clients, shutting down...: an answer
+                verdict = True
+            self._verdicts[url] = (time.monotonic(), verdict)
+            return verdict
+
+
+_probes = _Probes()
+
+
+def check_answering(location: DatabaseLocation) -> None:
+    """Raise DatabaseError when the server accepts connections but answers none (it is frozen).
+
+    Cheap when a connection has just asked (the verdict is shared for PROBE_REUSE seconds).
+    """
+    if not _probes.answers(location):
+        raise DatabaseError(
+            f"PostgreSQL at {location.description} is not answering (no reply to a new connection in"
+            f" {location.connect_timeout} s); check that the server is up, then try again"
+        )
+# What psycopg's wait raises when its timeout expires (an OperationalError; private, hence the lookup).
+_WAIT_TIMEOUT: Any = getattr(psycopg.errors, "_WaitTimeout", psycopg.errors.ConnectionTimeout)
+
+
+class WatchedConnection(psycopg.Connection):  # type: ignore[type-arg]
+    """A psycopg connection that never waits forever for its server (see ANSWER_PATIENCE).
+
+    Every blocking step of a sync psycopg connection (execute, fetch, COPY, commit, rollback,
+    the pool's health check) goes through `wait()`: here it waits in slices of ANSWER_PATIENCE,
+    and between slices gives up when the server no longer answers a new login, or when
+    `statement_limit` seconds have passed (the server's own statement_timeout plus a grace, so
+    a working server always answers first). Giving up closes the connection and raises
+    `ServerNotAnswering`; a pool then replaces the connection. Subclasses made by
+    `watched_connection()` carry where the server is.
+    """
+
+    location: ClassVar[DatabaseLocation | None] = None
+    statement_limit: ClassVar[float | None] = None  # seconds; None: no limit while the server answers
+
+    def wait(self, gen: Any, interval: float = 0.1, timeout: float | None = None) -> Any:  # type: ignore[override]
+        location = self.location
+        if timeout is not None or location is None:  # the caller bounds this wait itself
+            return super().wait(gen, interval, timeout)
+        started = time.monotonic()
+        while True:
+            try:
+                return super().wait(gen, interval, ANSWER_PATIENCE)
+            except _WAIT_TIMEOUT:
+                pass
+            over = self.statement_limit is not None and time.monotonic() - started >= self.statement_limit
+            if over or not _probes.answers(location):
+                self.close()  # the generator is abandoned mid-protocol: the connection is unusable
+                why = "" if over else ", nor to a new connection"
+                raise ServerNotAnswering(f"no reply in {time.monotonic() - started:.0f} s{why}") from None
+
+
+def watched_connection(location: DatabaseLocation, statement_timeout: float | None = None) -> type[WatchedConnection]:
+    """A WatchedConnection class for `location`; `statement_timeout` (seconds) bounds every wait."""
+    limit = None if not statement_timeout else statement_timeout + STATEMENT_GRACE
+    return type("WatchedConnection", (WatchedConnection,), {"location": location, "statement_limit": limit})
+
+
+def set_statement_timeout(conn: psycopg.Connection, seconds: float) -> None:
+    """Have the server cancel any statement of this session after `seconds` (0: never)."""
+    conn.execute(sql.SQL("SET statement_timeout = {}").format(sql.Literal(f"{round(seconds * 1000)}ms")))
+    if not conn.autocommit:
+        conn.commit()
 
 
 def connect(location: DatabaseLocation, *, timeout: int = 5, autocommit: bool = False) -> psycopg.Connection:
-    """A single connection, with unreachable servers reported in one line naming the host."""
+    """A single connection, with unreachable servers reported in one line naming the host.
+
+    It gives up on a server that stops answering (WatchedConnection) but sets no statement limit:
+    migrations may rightly run for minutes.
+    """
     try:
-        return psycopg.connect(location.url, connect_timeout=timeout, autocommit=autocommit)
+        return watched_connection(location).connect(location.url, connect_timeout=timeout, autocommit=autocommit)
     except psycopg.OperationalError as err:
         raise DatabaseError(unreachable_message(location, err)) from None
     except psycopg.ProgrammingError as err:
         reason = redact(first_line(err), location.url)
         hint = _encoding_hint(location.url, reason)
         raise DatabaseError(f"DATABASE_URL is not a valid connection string: {reason}{hint}") from None
+
+
+def lost_message(location: DatabaseLocation, err: psycopg.OperationalError) -> str:
+    """One line for a connection that broke mid-request (the server went away or froze)."""
+    if isinstance(err, ServerNotAnswering):
+        return (f"PostgreSQL at {location.description} stopped answering ({err}); check that the server is up,"
+                " then try again")
+    return f"Lost the connection to PostgreSQL at {location.description} ({first_line(err)}); try again"
 
 
 def _encoding_hint(url: str, reason: str) -> str:

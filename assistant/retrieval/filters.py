@@ -18,6 +18,10 @@ from assistant.retrieval.errors import QueryError
 from assistant.retrieval.sanitize import unstorable_reason
 
 FILTER_KEYS = ("source", "document_id", "type", "tag", "meta.<key>")
+# The `type` metadata the loaders give documents (loaders.py `_new_doc` kinds; a test keeps them in step),
+# and the other names people use for them. Any other `type=` matches nothing: it is refused instead.
+DOCUMENT_TYPES = ("md", "txt", "html", "pdf")
+_TYPE_ALIASES = {"markdown": "md", "text": "txt", "htm": "html"}
 _META_KEY = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,63}$")
 _SHORTCUTS = {"type": "type", "tag": "tags", "tags": "tags", "lang": "lang"}
 _DOCUMENT_ID = re.compile(r"[0-9]{1,18}")  # ASCII digits only, and within PostgreSQL's bigint
@@ -46,6 +50,15 @@ class Filters:
 
 def _unknown(key: str) -> QueryError:
     return QueryError(f"Unknown filter key {key[:80]!r}; use one of: {', '.join(FILTER_KEYS)}")
+
+
+def document_type(value: str) -> str:
+    """The document type a `type=` filter names (`PDF`, `.md` and `markdown` are understood)."""
+    kind = value.strip().lower().removeprefix(".")
+    kind = _TYPE_ALIASES.get(kind, kind)
+    if kind not in DOCUMENT_TYPES:
+        raise QueryError(f"Unknown document type {value[:40]!r}; type= takes one of: {', '.join(DOCUMENT_TYPES)}")
+    return kind
 
 
 def parse_filters(items: Iterable[str] | Mapping[str, Any] | Filters | None) -> Filters:
@@ -83,6 +96,8 @@ def parse_filters(items: Iterable[str] | Mapping[str, Any] | Filters | None) -> 
                 if not _DOCUMENT_ID.fullmatch(part.strip()):
                     raise QueryError(f"document_id must be whole numbers separated by commas, not {value[:80]!r}")
                 ids.append(int(part))
+        elif key == "type":
+            meta.append(("type", document_type(value)))
         elif key in _SHORTCUTS:
             meta.append((_SHORTCUTS[key], value))
         elif key.startswith("meta."):

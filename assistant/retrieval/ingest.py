@@ -128,6 +128,14 @@ class _Pending:
     is_new: bool
 
 
+def _without_path(message: str, path: Path) -> str:
+    """An IngestError's reason without the file name it starts with (the report names the file)."""
+    for prefix in (f"{path}: ", f"{path.name}: "):
+        if message.startswith(prefix):
+            return message[len(prefix):]
+    return message
+
+
 def ingest_paths(
     paths: Sequence[str | Path],
     store: Store,
@@ -160,8 +168,9 @@ def ingest_paths(
                 raise IngestError(f"{path.name}: no text to index")
             pending.append(_Pending(doc, chunks, stored is None))
         except IngestError as err:
-            report.failed.append((str(path), str(err)))
-            say(f"skipped {path}: {err}")
+            reason = _without_path(str(err), path)
+            report.failed.append((str(path), reason))
+            say(f"skipped {path}: {reason}")
         except OSError as err:
             report.failed.append((str(path), f"cannot read: {err.strerror}"))
             say(f"skipped {path}: cannot read ({err.strerror})")

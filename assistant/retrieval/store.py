@@ -23,7 +23,16 @@ from psycopg.rows import dict_row
 from psycopg.types.json import Jsonb
 from psycopg_pool import ConnectionPool, PoolTimeout
 
-from assistant.retrieval.database import DatabaseLocation, connect, first_line, locate
+from assistant.retrieval.database import (
+    DatabaseLocation,
+    check_answering,
+    connect,
+    first_line,
+    locate,
+    lost_message,
+    set_statement_timeout,
+    watched_connection,
+)
 from assistant.retrieval.errors import DatabaseError, ModelMismatchError
 from assistant.retrieval.filters import Filters, compile_filters
 from assistant.retrieval.migrations import MIGRATION_LOCK_KEY, migrate
@@ -203,13 +212,22 @@ class Store:
             )
 
     def open_pool(self) -> None:
+        """Pooled connections that never wait forever: the server cancels a statement after
+        DB_STATEMENT_TIMEOUT, and the client gives up on a server that stops answering
+        (`database.WatchedConnection`)."""
         s = self.settings
+
+        def configure(conn: psycopg.Connection) -> None:
+            register_vector(conn)
+            set_statement_timeout(conn, s.db_statement_timeout)
+
         self._pool = ConnectionPool(
             self.location.url,
+            connection_class=watched_connection(self.location, s.db_statement_timeout),
             min_size=1,
             max_size=s.db_pool_max,
             kwargs={"connect_timeout": s.db_connect_timeout},
-            configure=register_vector,
+            configure=configure,
             check=ConnectionPool.check_connection,
             timeout=s.db_connect_timeout,
             reconnect_timeout=POOL_RECONNECT_WINDOW,
@@ -244,9 +262,7 @@ class Store:
                 f"PostgreSQL at {self.location.description} did not answer in time ({first_line(err)}); try again"
             ) from None
         except psycopg.OperationalError as err:
-            raise DatabaseError(
-                f"Lost the connection to PostgreSQL at {self.location.description} ({first_line(err)}); try again"
-            ) from None
+            raise DatabaseError(lost_message(self.location, err)) from None
         finally:
             pool.putconn(conn)
 
@@ -278,6 +294,7 @@ class Store:
         with self._probe_lock:
             if self._probe_at < asked:
                 try:
+                    check_answering(self.location)  # a frozen server accepts the connection, then never answers
                     connect(self.location, timeout=self.settings.db_connect_timeout, autocommit=True).close()
                     self._probe_error = None
                 except DatabaseError as err:

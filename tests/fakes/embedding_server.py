@@ -313,6 +313,7 @@ class EmbeddingServer:
             embedding_api_url=self.openai_url,
             embedding_timeout=2.0,
             embedding_deadline=5.0,
+            query_embedding_deadline=5.0,
         )
         return dataclasses.replace(base, **changes)
 

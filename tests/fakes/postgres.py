@@ -10,12 +10,15 @@ way a managed database's address does while it reboots.
         pg.stop()            # fast shutdown: sessions are terminated, new connections refused
         pg.start()           # same address, same data
         pg.stop("immediate") # a crash: no shutdown checkpoint, recovery on the next start
+        pg.freeze()          # SIGSTOP every server process: sockets stay open, nothing answers
+        pg.thaw()            # SIGCONT: it carries on where it stopped
 """
 
 from __future__ import annotations
 
 import os
 import shutil
+import signal
 import subprocess
 import tempfile
 import time
@@ -90,6 +93,30 @@ class StoppablePostgres:
         """`fast`: terminate sessions and shut down cleanly; `immediate`: like a crash."""
         self._run(pg_bin.pg_ctl, ["-w", "-t", "30", "-m", mode, "stop"])
 
+    def processes(self) -> list[int]:
+        """The postmaster's pid and its children's (backends, checkpointer, walwriter...)."""
+        postmaster = int((self.pgdata / "postmaster.pid").read_text().split()[0])
+        pids = [postmaster]
+        for stat in Path("/proc").glob("[0-9]*/stat"):
+            try:
+                fields = stat.read_text().rsplit(")", 1)[1].split()
+            except OSError:  # the process ended meanwhile
+                continue
+            if int(fields[1]) == postmaster:
+                pids.append(int(stat.parent.name))
+        return pids
+
+    def freeze(self) -> None:
+        """SIGSTOP the whole server, as a hung host or a paused VM looks to its clients: connections
+        stay open and the kernel still accepts new ones, but no query or login is ever answered."""
+        for pid in self.processes():
+            os.kill(pid, signal.SIGSTOP)
+
+    def thaw(self) -> None:
+        """SIGCONT the whole server (the processes a freeze stopped, and any forked since)."""
+        for pid in self.processes():
+            os.kill(pid, signal.SIGCONT)
+
     @property
     def running(self) -> bool:
         return (self.pgdata / "postmaster.pid").exists()
@@ -106,6 +133,10 @@ class StoppablePostgres:
     def close(self) -> None:
         """Stop the server if it runs and remove its files."""
         if self.running:
+            try:
+                self.thaw()  # a stopped server ignores pg_ctl until it runs again
+            except (OSError, ValueError):
+                pass
             try:
                 self.stop("immediate")
             except subprocess.SubprocessError:

@@ -34,6 +34,9 @@ if not DOCS_PYTHON.is_dir():
     DOCS_PYTHON = Path("/work/shared/data/docs-python/pages")
 GIT_DOC = Path("/usr/share/doc/git/html")
 OLD_LOADER_COMMIT = "3d68f81"  # the last commit with the hand-written HTML tag dropper
+# Candidates compared (bench only; the product needs only resiliparse, in requirements.txt).
+PIP = {"trafilatura": "trafilatura==2.3.1", "readability": "readability-lxml==0.9", "justext": "justext==3.0.2",
+       "resiliparse": "resiliparse==2.0.0", "old-loader": "", "product": ""}
 EXTRACTORS = ("old-loader", "product", "trafilatura", "readability", "justext", "resiliparse")
 _WORD = re.compile(r"\w+")
 
@@ -168,7 +171,10 @@ def run_child(name: str, files: list[str]) -> dict:
 
     proc = psutil.Process()
     base = proc.memory_info().rss
-    extract = make_extractor(name)
+    try:
+        extract = make_extractor(name)
+    except ImportError as exc:  # the comparison candidates are not product dependencies
+        return {"missing": f"{exc.name} not installed"}
     import_rss = proc.memory_info().rss
     results = []
     for file in files:
@@ -239,6 +245,9 @@ def main() -> None:
                 capture_output=True, text=True, check=True, cwd=ROOT,
             )
             result = json.loads(out.stdout)
+            if "missing" in result:
+                print(f"| {corpus} | {name} | skipped: {result['missing']} (pip install {PIP[name]}) |")
+                continue
             s = score(result["pages"])
             row = (f"| {corpus} | {name} | {s['pages']} | {s['recall']:.3f} | {s['recall_p10']:.3f} "
                    f"| {s['precision']:.3f} | {s['code']:.3f} | {s['ms']:.1f} | {result['import_mb']:.1f} "

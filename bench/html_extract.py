@@ -12,7 +12,9 @@ generator (Sphinx: `div[role=main]`; AsciiDoc: the NAME line plus `#content` wit
 - ms/page (median) and memory (RSS after import, peak RSS after all pages), each extractor in its
   own process so one's imports do not count against another.
 
-Run: `nice -n 10 python bench/html_extract.py [--append docs/BENCHMARKS.md]`.
+Run: `nice -n 10 python bench/html_extract.py [--append docs/BENCHMARKS.md]`. Needs lxml for the
+gold cut (`pip install lxml trafilatura==2.3.1 readability-lxml==0.9 justext==3.0.2` for the whole
+comparison; missing candidates are skipped) and Debian's git-doc for the second corpus.
 """
 
 from __future__ import annotations

@@ -11,7 +11,7 @@ evidence stands out from that background, measured in the probes' own spread:
 - `lift`: how far the best chunk stands above the question's next best ones (unrelated questions
   find many equally mediocre chunks; a question the documents answer finds one that stands out),
 
-each as a z-score against the probes (`evidence` = the sum of the two), and full-text evidence:
+each as a z-score against the probes (`evidence` = z(peak) + LIFT_WEIGHT x z(lift)), and full-text evidence:
 when a chunk matches most of the question's rare words and is also among the top vector hits,
 the documents do talk about it whatever the cosine says.
 
@@ -44,8 +44,12 @@ log = logging.getLogger(__name__)
 
 DEPTH = 40  # vector hits the features look at (the hybrid pool at TOP_K <= 10)
 LIFT_NEIGHBOURS = 10  # `lift` = best similarity minus the mean of the next this many units
-EVIDENCE_Z = 2.0  # summed z-scores (peak + lift) above the probes' mean needed to count as relevant
+# evidence = z(peak) + LIFT_WEIGHT * z(lift) against the probes; relevant from EVIDENCE_Z up. Chosen on the
+# sample guide and docs-python together (bench/corpora.py, docs/BENCHMARKS.md), checked on SciFact.
+LIFT_WEIGHT = 0.5
+EVIDENCE_Z = 1.75
 TEXT_MATCHED = 0.6  # share of the question's IDF mass one chunk must match for full-text evidence
+TEXT_ONLY_MATCHED = 0.4  # ... when there are no vectors at all (text mode, embedder down)
 TEXT_AGREE_DEPTH = 10  # ... and that chunk's unit must be among this many best vector units
 MIN_SPREAD = 0.005  # floor of a probe standard deviation (a tiny corpus can give an absurdly small one)
 CHECK_EVERY = 30.0  # seconds a process trusts its calibration before asking for the corpus version
@@ -185,11 +189,11 @@ def decide(calibration: Calibration | None, vector_hits: Sequence[Hit], text_hit
     peak, lift = found
     z_peak = (peak - calibration.peak_mean) / calibration.peak_sd
     z_lift = (lift - calibration.lift_mean) / calibration.lift_sd
-    evidence = z_peak + z_lift
+    evidence = z_peak + LIFT_WEIGHT * z_lift
     ok = evidence >= EVIDENCE_Z
     return Decision(ok, f"{'stands out' if ok else 'does not stand out'} from off-topic questions on these"
                         f" documents (similarity {peak:.3f}, {z_peak:+.1f} sd; lead over the next passages"
-                        f" {lift:.3f}, {z_lift:+.1f} sd; needs {EVIDENCE_Z:.1f} together)")
+                        f" {lift:.3f}, {z_lift:+.1f} sd; evidence {evidence:.2f}, needs {EVIDENCE_Z:.2f})")
 
 
 def _text_agreement(vector_hits: Sequence[Hit], text_hits: Sequence[Hit]) -> float | None:
@@ -209,7 +213,7 @@ def _text_agreement(vector_hits: Sequence[Hit], text_hits: Sequence[Hit]) -> flo
 def _text_only(text_hits: Sequence[Hit]) -> Decision:
     """No vectors (text mode, or the embedder is down): full-text evidence alone."""
     best = max((h.text_matched or 0.0 for h in text_hits), default=0.0)
-    if best >= TEXT_MATCHED:
+    if best >= TEXT_ONLY_MATCHED:
         return Decision(True, f"keyword search only: a passage matches {best:.0%} of the question's distinctive words")
     return Decision(False, f"keyword search only: no passage matches most of the question's words (best {best:.0%})")
 

@@ -20,7 +20,7 @@ Passage vectors come from bench/_vector_cache.py (embedded once per machine). Ea
 database on the embedded server in bench/.cache/corpora/ (or on DATABASE_URL's server: the role needs
 CREATEDB).
 
-Usage: python -m bench.corpora [--corpus scifact,docs-python,sample] [--no-write]
+Usage: python -m bench.corpora [--corpus scifact,docs-python,sample] [--no-write] [--cached-pages-only]
 """
 
 from __future__ import annotations
@@ -293,21 +293,57 @@ def ingested_corpus(name: str, server: str, folder: Path, embedder: Any) -> tupl
     return store, settings, f"{report.summary()} ({time.perf_counter() - t0:.0f} s with cached vectors)"
 
 
-def docs_python(server: str, embedder: QueryMemo, cached: CachedPassages) -> tuple[list[Row], list[dict[str, Any]]]:
+def cached_pages(folder: Path, cached: CachedPassages, settings: Settings) -> list[Path]:
+    """Pages whose every chunk vector is in the shared cache (for --cached-pages-only)."""
+    import sqlite3
+
+    from assistant.retrieval.chunking import chunk_document
+    from assistant.retrieval.loaders import load_file
+    from assistant.retrieval.types import embedding_text
+
+    db = sqlite3.connect(cached.path)
+    out = []
+    for page in sorted(folder.glob("*.html")):
+        doc = load_file(page)
+        texts = [embedding_text(doc.title, c) for c in chunk_document(
+            doc, max_tokens=settings.chunk_tokens, overlap_tokens=settings.chunk_overlap)]
+        if all(db.execute("SELECT 1 FROM vec WHERE key = ?", (cached._key(t),)).fetchone() for t in texts):
+            out.append(page)
+    db.close()
+    return out
+
+
+def docs_python(server: str, embedder: QueryMemo, cached: CachedPassages,
+                cached_only: bool = False) -> tuple[list[Row], list[dict[str, Any]]]:
     questions = docs_questions(DOCS_PYTHON / "questions.jsonl")
-    store, settings, note = ingested_corpus("docs-python", server, DOCS_PYTHON / "pages", cached)
-    print(f"  docs-python: {note}", file=sys.stderr)
+    label, pages = "docs-python", sorted((DOCS_PYTHON / "pages").glob("*.html"))
+    if cached_only:
+        pages = cached_pages(DOCS_PYTHON / "pages", cached, corpus_settings(server, "docs-python-subset"))
+        names = {p.name for p in pages}
+        questions = [q for q in questions if q.off_topic or set(q.expected) <= names]
+        label = f"docs-python subset ({len(pages)} of 80 pages, {sum(not q.off_topic for q in questions)} answerable)"
+    settings = corpus_settings(server, "docs-python-subset" if cached_only else "docs-python")
+    store = Store.open(settings, announce=False)
+    t0 = time.perf_counter()
+    report = ingest_paths([str(p) for p in pages], store, cached, settings, prune=False, progress=False,
+                          log=lambda m: None)
+    with store.connection() as conn:  # a subset run drops pages no longer in the subset
+        keep = [str(p.resolve()) for p in pages]
+        gone = [r[0] for r in conn.execute("SELECT source FROM documents WHERE NOT (source = ANY(%s))",
+                                           (keep,)).fetchall()]
+    store.delete_documents(gone)
+    print(f"  {label}: {report.summary()} ({time.perf_counter() - t0:.0f} s)", file=sys.stderr)
     units = []
-    for page in sorted((DOCS_PYTHON / "pages").glob("*.html")):
+    for page in pages:
         text = _naive.plain_text(page.read_text(encoding="utf-8", errors="replace"), html=True)
         units += [(page.name, w) for w in _naive.windows(text)]
     try:
         rows, _, details = run_product(Retriever(store, embedder, settings), questions,
-                                       lambda h: Path(h.source).name, 10, "docs-python")
+                                       lambda h: Path(h.source).name, 10, label)
         dense = cached_or_product(store, cached, [t for _, t in units], lambda src: Path(src).name)
     finally:
         store.close()
-    rows += run_naive("docs-python", questions, units, QueryMemoPassages(embedder, cached), dense)
+    rows += run_naive(label, questions, units, QueryMemoPassages(embedder, cached), dense)
     return rows, details
 
 
@@ -383,9 +419,10 @@ def checks(rows: Sequence[Row]) -> list[str]:
         best = max(v.metrics[main], t.metrics[main])
         lines.append(f"{corpus}: hybrid {main} {h.metrics[main]:.3f} {'>=' if h.metrics[main] >= best else '<'}"
                      f" max(vector, text) {best:.3f}")
-    d, n = get("docs-python", "product hybrid"), get("docs-python", "naive RRF")
+    docs = next((r.corpus for r in rows if r.corpus.startswith("docs-python")), "docs-python")
+    d, n = get(docs, "product hybrid"), get(docs, "naive RRF")
     if d and n:
-        lines.append(f"docs-python: hybrid MRR@10 {d.metrics['MRR@10']:.3f} vs naive RRF {n.metrics['MRR@10']:.3f}"
+        lines.append(f"{docs}: hybrid MRR@10 {d.metrics['MRR@10']:.3f} vs naive RRF {n.metrics['MRR@10']:.3f}"
                      f" (target +0.05: {'met' if d.metrics['MRR@10'] >= n.metrics['MRR@10'] + 0.05 else 'NOT met'});"
                      f" hit@5 {d.metrics['hit@5']:.3f} vs {n.metrics['hit@5']:.3f}")
     s = get("SciFact", "product hybrid")
@@ -399,6 +436,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--corpus", default=",".join(CORPORA), help="comma-separated: " + ", ".join(CORPORA))
     parser.add_argument("--no-write", action="store_true", help="print only")
+    parser.add_argument("--cached-pages-only", action="store_true",
+                        help="docs-python: only the pages whose chunk vectors are cached, and their questions"
+                             " (labelled as a subset; for machines too busy to embed the whole set)")
     parser.add_argument("--details", type=Path, help="write per-question hybrid results (JSON) here")
     args = parser.parse_args()
     wanted = [c.strip() for c in args.corpus.split(",") if c.strip()]
@@ -410,7 +450,7 @@ def main() -> None:
     rows: list[Row] = []
     details: dict[str, Any] = {}
     runners = {"scifact": lambda: scifact(server, embedder),
-               "docs-python": lambda: docs_python(server, embedder, cached),
+               "docs-python": lambda: docs_python(server, embedder, cached, args.cached_pages_only),
                "sample": lambda: sample(server, embedder, cached)}
     for name in wanted:
         t0 = time.perf_counter()

@@ -47,6 +47,9 @@ CREATE TABLE IF NOT EXISTS fulltext_stats (
 
 CREATE OR REPLACE FUNCTION fulltext_count_added() RETURNS trigger LANGUAGE plpgsql AS $$
 BEGIN
+    IF NOT EXISTS (SELECT 1 FROM added_rows) THEN
+        RETURN NULL;
+    END IF;
     PERFORM pg_advisory_xact_lock({lock});
     INSERT INTO fulltext_terms AS t (lexeme, df)
         SELECT w, count(*) FROM added_rows, unnest(tsvector_to_array(tsv)) w GROUP BY w ORDER BY w
@@ -58,6 +61,9 @@ END $$;
 
 CREATE OR REPLACE FUNCTION fulltext_count_removed() RETURNS trigger LANGUAGE plpgsql AS $$
 BEGIN
+    IF NOT EXISTS (SELECT 1 FROM removed_rows) THEN
+        RETURN NULL;  -- a first ingest of a document deletes nothing
+    END IF;
     PERFORM pg_advisory_xact_lock({lock});
     UPDATE fulltext_terms t SET df = t.df - r.n
         FROM (SELECT w, count(*) AS n FROM removed_rows, unnest(tsvector_to_array(tsv)) w GROUP BY w) r
@@ -218,7 +224,10 @@ def tsquery_any(words: list[str]) -> str:
 def ranked_sql(columns: sql.Composable, where: sql.Composable, similarity: sql.Composable) -> sql.Composable:
     """BM25 over the candidates of `%(tsq)s` (GIN index), best first; also the IDF each chunk matched.
 
-    Parameters: tsq, words, idfs, avgdl, cap, k (and the filters' own).
+    Parameters: tsq, words, idfs, avgdl, cap, k (and the filters' own). A chunk's term frequencies
+    are the positions of the query's lexemes only: `setweight(tsv, 'D', words)` marks them (the chunk
+    weighs its own words A and B, never D) and `ts_filter` keeps them, in C, so a candidate is not
+    unnested whole (five times faster on SciFact's 250-word abstracts).
     """
     return sql.SQL("""
         WITH candidates AS MATERIALIZED (
@@ -232,7 +241,7 @@ def ranked_sql(columns: sql.Composable, where: sql.Composable, similarity: sql.C
                    sum(q.idf) AS matched_idf
             FROM candidates JOIN chunks c ON c.id = candidates.id,
                  LATERAL (SELECT lexeme, greatest(coalesce(cardinality(positions), 0), 1) AS tf
-                          FROM unnest(c.tsv)) u
+                          FROM unnest(ts_filter(setweight(c.tsv, 'D', %(words)s::text[]), '{{d}}'))) u
                  JOIN unnest(%(words)s::text[], %(idfs)s::float8[]) AS q(word, idf) ON q.word = u.lexeme
             GROUP BY c.id)
         SELECT {cols}, s.score AS text_score, s.matched_idf, {sim} AS similarity

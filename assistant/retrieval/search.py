@@ -1,8 +1,11 @@
-"""The Retriever: vector, full-text and hybrid (reciprocal rank fusion) search over the store.
+"""The Retriever: vector, full-text (BM25) and hybrid search over the store, and the relevance decision.
 
 Hybrid is the default: e5 vectors find paraphrases, full-text finds exact names, codes and rare
-words, and RRF needs no score calibration between the two. When the embedder fails, the
-retriever answers from full-text alone and marks the result `degraded` instead of raising.
+words. The two lists are fused at the level a reader counts (a page; `fuse_units`) with weighted
+reciprocal rank fusion, the full-text list weighing by its evidence (`text_weight`). Every
+result says whether anything relevant was found (assistant/retrieval/relevance.py). When the
+embedder fails, the retriever answers from full-text alone and marks the result `degraded`
+instead of raising.
 """
 
 from __future__ import annotations

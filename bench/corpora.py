@@ -319,6 +319,9 @@ def docs_python(server: str, embedder: QueryMemo, cached: CachedPassages,
     label, pages = "docs-python", sorted((DOCS_PYTHON / "pages").glob("*.html"))
     if cached_only:
         pages = cached_pages(DOCS_PYTHON / "pages", cached, corpus_settings(server, "docs-python-subset"))
+        listed = os.environ.get("BENCH_DOCS_PAGES")  # the same subset for a before/after pair
+        if listed:
+            pages = [p for p in pages if p.name in set(listed.split(","))]
         names = {p.name for p in pages}
         questions = [q for q in questions if q.off_topic or set(q.expected) <= names]
         label = f"docs-python subset ({len(pages)} of 80 pages, {sum(not q.off_topic for q in questions)} answerable)"

@@ -108,6 +108,8 @@ def test_without_vectors_full_text_decides_alone():
     assert decide(None, [], [hit(1, 1, matched=0.9)]).relevant
     assert not decide(None, [], [hit(1, 1, matched=0.3)]).relevant
     assert not decide(None, [], []).relevant
+    degraded = decide(None, [], [hit(1, 1, matched=0.1)], degraded=True)  # embedder down: any match counts
+    assert degraded.relevant and "semantic search unavailable" in degraded.reason
 
 
 def test_calibration_json_round_trip_and_garbage():

@@ -167,10 +167,16 @@ def calibrate(store: Store, embedder: Embedder, version: int) -> Calibration:
 
 
 def decide(calibration: Calibration | None, vector_hits: Sequence[Hit], text_hits: Sequence[Hit],
-           *, min_similarity: float | None = None) -> Decision:
-    """Relevant or not, with a one-line reason a user (or `search --json`) can read."""
+           *, min_similarity: float | None = None, degraded: bool = False) -> Decision:
+    """Relevant or not, with a one-line reason a user (or `search --json`) can read.
+
+    `degraded` (the embedder failed): a keyword match is all the evidence there is, and the user is
+    told the results may be less precise, so any match counts, as before calibration existed.
+    """
     if not vector_hits and not text_hits:
         return Decision(False, "no passage matched the question")
+    if degraded:
+        return Decision(True, "semantic search unavailable: keyword matches shown without a relevance check")
     found = features(vector_hits)
     if min_similarity is not None:
         if found is None:

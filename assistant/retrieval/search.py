@@ -230,7 +230,8 @@ class Retriever:
         calibration = None
         if vec_hits and self.settings.min_similarity is None:
             calibration = self.calibrator.get()
-        decision = relevance.decide(calibration, vec_hits, txt_hits, min_similarity=self.settings.min_similarity)
+        decision = relevance.decide(calibration, vec_hits, txt_hits, min_similarity=self.settings.min_similarity,
+                                    degraded=degraded)
         timings["relevance_ms"] = (time.perf_counter() - t0) * 1000
         timings["total_ms"] = sum(v for key, v in timings.items() if key != "total_ms")
         return SearchResult(query=text, mode=mode, hits=hits, degraded=degraded, degraded_reason=degraded_reason,

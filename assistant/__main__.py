@@ -31,10 +31,12 @@ def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m assistant", description="Doc Assistant: chat with your documents.")
     sub = p.add_subparsers(dest="command", required=True)
 
-    ing = sub.add_parser("ingest", help="index files and folders (.md .txt .html .htm .pdf)")
-    ing.add_argument("paths", nargs="+", metavar="PATH")
-    ing.add_argument("--prune", action="store_true", help="remove documents under PATH whose files are gone")
+    ing = sub.add_parser("ingest", help="index files, folders (.md .txt .html .htm .pdf) and websites (URL)")
+    ing.add_argument("paths", nargs="+", metavar="PATH_OR_URL")
+    ing.add_argument("--prune", action="store_true",
+                     help="remove documents under PATH whose files are gone, or pages of URL the site says are gone")
     ing.add_argument("--quiet", action="store_true", help="no progress bar")
+    _add_crawl_options(ing)
 
     se = sub.add_parser("search", help="retrieval only: show the hits for a question")
     se.add_argument("query")
@@ -64,6 +66,27 @@ def _parser() -> argparse.ArgumentParser:
     hp = sub.add_parser("hash-password", help="make an ASSISTANT_USERS entry (asks for the password)")
     hp.add_argument("user", help="the login name")
     return p
+
+
+def _add_crawl_options(ing: argparse.ArgumentParser) -> None:
+    from assistant.retrieval.crawl import CrawlOptions
+
+    def bounded(kind: type, low: float, high: float):
+        def parse(text: str) -> float:
+            value = kind(text)
+            if not low <= value <= high:
+                raise argparse.ArgumentTypeError(f"must be between {low:g} and {high:g}")
+            return value
+        return parse
+
+    default = CrawlOptions()
+    ing.add_argument("--max-pages", type=bounded(int, 1, 100_000), default=default.max_pages,
+                     help=f"URL: at most this many pages (default {default.max_pages})")
+    ing.add_argument("--concurrency", type=bounded(int, 1, 16), default=default.concurrency,
+                     help=f"URL: requests at once (default {default.concurrency})")
+    ing.add_argument("--delay", type=bounded(float, 0, 60), default=default.delay,
+                     help=f"URL: seconds between requests to the site (default {default.delay:g};"
+                          " a larger robots.txt Crawl-delay wins)")
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -96,6 +119,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def cmd_ingest(settings: Settings, args: argparse.Namespace) -> int:
+    from assistant.retrieval.crawl import CrawlOptions, split_sources
     from assistant.retrieval.embedders import make_embedder
     from assistant.retrieval.ingest import ingest_paths
     from assistant.retrieval.store import Store
@@ -103,7 +127,12 @@ def cmd_ingest(settings: Settings, args: argparse.Namespace) -> int:
     store = Store.open(settings)
     try:
         embedder = make_embedder(settings)
-        report = ingest_paths(args.paths, store, embedder, settings, prune=args.prune, progress=not args.quiet)
+        options = CrawlOptions(max_pages=args.max_pages, concurrency=args.concurrency, delay=args.delay)
+        paths, crawls = split_sources(args.paths, store, options, prune=args.prune)
+        report = ingest_paths(paths, store, embedder, settings, prune=args.prune, progress=not args.quiet,
+                              sources=(page for crawl in crawls for page in crawl.sources()))
+        for crawl in crawls:
+            report.pruned += crawl.finish()
     finally:
         store.close()
     print(report.summary())

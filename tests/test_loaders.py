@@ -92,8 +92,14 @@ def test_front_matter_only_markdown_has_no_text(tmp_path: Path) -> None:
 
 
 def test_html_with_only_scripts_has_no_text(tmp_path: Path) -> None:
-    path = write(tmp_path, "app.html", "<html><head><script>var a = 1;</script></head><body><nav>Menu</nav></body>")
+    path = write(tmp_path, "app.html", "<html><head><script>var a = 1;</script></head><body><div></div></body>")
     assert "no extractable text" in ingest_error(path)
+
+
+def test_html_with_only_navigation_has_no_main_content(tmp_path: Path) -> None:
+    path = write(tmp_path, "app.html", "<html><head><script>var a = 1;</script></head><body><nav>Menu</nav></body>")
+    message = ingest_error(path)
+    assert "no main content" in message and "\n" not in message
 
 
 def test_corrupt_pdf(tmp_path: Path) -> None:

@@ -6,12 +6,14 @@ reported and skipped while the run goes on; the report says what happened to eve
 
 from __future__ import annotations
 
+import itertools
 import os
 import sys
 import time
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, TextIO
 
@@ -137,8 +139,13 @@ def ingest_paths(
     prune: bool = False,
     progress: bool = True,
     log: Callable[[str], None] | None = None,
+    sources: Iterable[tuple[str, Callable[[], LoadedDocument | None]]] = (),
 ) -> IngestReport:
-    """Ingest files and folders; never raises for one bad file (see the report)."""
+    """Ingest files and folders; never raises for one bad file (see the report).
+
+    `sources` are more documents as (name, load) pairs, e.g. crawled web pages: load() returns the
+    document, None when its source says it is unchanged, or raises IngestError.
+    """
     say = log or (lambda msg: print(msg, file=sys.stderr))
     started = time.monotonic()
     report = IngestReport()
@@ -148,16 +155,21 @@ def ingest_paths(
         say(f"skipped {path}: {reason}")
 
     pending: list[_Pending] = []
-    for path in files:
+    loads = [(str(path), partial(load_file, path)) for path in files]
+    for path, load in itertools.chain(loads, sources):
         try:
-            doc = load_file(path)
+            loaded = load()
+            if loaded is None:
+                report.unchanged.append(path)
+                continue
+            doc = loaded
             stored = store.document_hash(doc.source)
             if stored == doc.content_hash:
                 report.unchanged.append(doc.source)
                 continue
             chunks = chunk_document(doc, max_tokens=settings.chunk_tokens, overlap_tokens=settings.chunk_overlap)
             if not chunks:
-                raise IngestError(f"{path.name}: no text to index")
+                raise IngestError(f"{Path(path).name}: no text to index")
             pending.append(_Pending(doc, chunks, stored is None))
         except IngestError as err:
             report.failed.append((str(path), str(err)))

@@ -5,8 +5,9 @@ paragraphs, PDF page numbers) and drop what would pollute retrieval (navigation,
 chrome). Anything a user can get wrong (unknown type, empty, binary, corrupt or scanned PDF)
 raises `IngestError` with one line naming the file, so a batch ingest can report it and go on.
 
-Only the standard library is used, except `pypdf`, imported inside the PDF loader so that the
-retrieval package imports without it.
+Only the standard library is used, except `pypdf` (PDF) and `resiliparse` (HTML main content, in
+`html_content`), each imported inside its loader so that the retrieval package, and the chat server,
+never load them.
 """
 
 from __future__ import annotations
@@ -19,13 +20,13 @@ import re
 import unicodedata
 from collections.abc import Callable
 from dataclasses import replace
-from html.parser import HTMLParser
 from pathlib import Path
 from typing import Any
+from urllib.parse import urljoin
 
 from assistant.retrieval.errors import IngestError
 from assistant.retrieval.sanitize import storable, storable_data, unstorable_reason
-from assistant.retrieval.types import Block, BlockKind, LoadedDocument
+from assistant.retrieval.types import Block, LoadedDocument
 
 SUPPORTED_SUFFIXES: tuple[str, ...] = (".md", ".markdown", ".txt", ".html", ".htm", ".pdf")
 
@@ -373,281 +374,6 @@ def _load_markdown(path: Path, raw: bytes) -> LoadedDocument:
 # --------------------------------------------------------------------------------------------
 # HTML
 
-_DROP_TAGS = frozenset({"script", "style", "nav", "header", "footer", "aside", "noscript", "form", "svg", "template"})
-_VOID_TAGS = frozenset(
-    {"area", "base", "br", "col", "embed", "hr", "img", "input", "link", "meta", "param", "source", "track", "wbr"}
-)
-_BLOCK_TAGS = frozenset(
-    {
-        "p",
-        "div",
-        "li",
-        "td",
-        "th",
-        "tr",
-        "blockquote",
-        "section",
-        "article",
-        "main",
-        "ul",
-        "ol",
-        "table",
-        "dl",
-        "dt",
-        "dd",
-        "figure",
-        "figcaption",
-        "body",
-        "html",
-        "br",
-        "hr",
-        "caption",
-        "details",
-        "summary",
-        "address",
-        "tbody",
-        "thead",
-        "tfoot",
-        "center",
-    }
-)
-_HEADINGS = {f"h{n}": n for n in range(1, 7)}
-_GROUP_TAGS = frozenset({"ul", "ol", "table"})  # their rows/items become one text block
-# Start tag -> (open tags it implicitly closes, tags that bound the search), as browsers do.
-_IMPLIED_CLOSE: dict[str, tuple[frozenset[str], frozenset[str]]] = {
-    "li": (frozenset({"li"}), frozenset({"ul", "ol"})),
-    "td": (frozenset({"td", "th"}), frozenset({"tr", "table"})),
-    "th": (frozenset({"td", "th"}), frozenset({"tr", "table"})),
-    "tr": (frozenset({"tr", "td", "th"}), frozenset({"table", "tbody", "thead", "tfoot"})),
-    "dt": (frozenset({"dt", "dd"}), frozenset({"dl"})),
-    "dd": (frozenset({"dt", "dd"}), frozenset({"dl"})),
-}
-_CODE_LANG = re.compile(r"(?:^|\s)(?:language|lang)-([\w+#.-]+)")
-
-
-class _HTMLToBlocks(HTMLParser):
-    """Stream HTML into blocks, skipping page chrome; tolerant of unclosed tags."""
-
-    def __init__(self) -> None:
-        super().__init__(convert_charrefs=True)
-        self.blocks: list[Block] = []
-        self.title_parts: list[str] = []
-        self.first_h1 = ""
-        self.canonical: str | None = None
-        self.og_url: str | None = None
-        self._stack: list[tuple[str, bool, bool]] = []  # (tag, active, starts_skip)
-        self._skip = 0
-        self._in_title = False
-        self._buf: list[str] = []
-        self._heading: int = 0
-        self._heading_buf: list[str] = []
-        self._pre = 0
-        self._pre_buf: list[str] = []
-        self._pre_lang = ""
-        self._lists: list[list[Any]] = []  # [tag, counter]
-        self._prefix = ""
-        self._group_depth = 0
-        self._group: list[str] = []
-        self._cells: list[str] | None = None
-        self._cell_parts: list[str] = []
-        self._in_cell = False
-
-    # -- output helpers
-    def _emit(self, kind: BlockKind, text: str, level: int = 0) -> None:
-        if kind == "text" and self._group_depth:
-            self._group.append(text)
-            return
-        self._flush_group()
-        self.blocks.append(Block(kind, text, level=level))
-
-    def _flush_group(self) -> None:
-        if self._group:
-            self.blocks.append(Block("text", "\n".join(self._group)))
-            self._group = []
-
-    def _flush(self) -> None:
-        text = " ".join("".join(self._buf).split())
-        self._buf = []
-        if not text:
-            return
-        if self._in_cell:
-            self._cell_parts.append(text)
-            return
-        self._emit("text", self._prefix + text)
-        self._prefix = ""
-
-    def _end_cell(self) -> None:
-        if self._in_cell:
-            if self._cells is None:
-                self._cells = []
-            self._cells.append(" ".join(self._cell_parts))
-        self._cell_parts = []
-        self._in_cell = False
-
-    def _end_row(self) -> None:
-        cells = [c for c in (self._cells or []) if c]
-        self._cells = None
-        if cells:
-            self._emit("text", " | ".join(cells))
-
-    # -- tag handling
-    def _starts_skip(self, tag: str, attrs: dict[str, str | None]) -> bool:
-        if tag == "header" and any(t in ("article", "main") for t, _, _ in self._stack):
-            pass  # an article's own header (title, byline) is content; a page's is chrome
-        elif tag in _DROP_TAGS or "hidden" in attrs:
-            return True
-        return "navigation" in (attrs.get("role") or "").lower().split()
-
-    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
-        a = {k.lower(): v for k, v in attrs}
-        if tag == "link" and "canonical" in (a.get("rel") or "").lower().split():
-            self.canonical = self.canonical or (a.get("href") or "").strip() or None
-        elif tag == "meta" and (a.get("property") or "").lower() == "og:url":
-            self.og_url = self.og_url or (a.get("content") or "").strip() or None
-        if tag in _VOID_TAGS:
-            if self._skip:
-                return
-            if tag == "br":
-                if self._pre:
-                    self._pre_buf.append("\n")
-                else:
-                    self._buf.append(" ")
-            elif tag == "hr":
-                self._flush()
-            return
-        if tag in _IMPLIED_CLOSE and not self._skip:
-            closes, bounds = _IMPLIED_CLOSE[tag]
-            self._close_within(closes, bounds)
-        if tag in _HEADINGS and self._heading and not self._skip:
-            self._close_within(frozenset(_HEADINGS), frozenset())
-        skip = self._skip == 0 and self._starts_skip(tag, a)
-        active = self._skip == 0 and not skip
-        self._stack.append((tag, active, skip))
-        if skip:
-            self._skip += 1
-            return
-        if not active:
-            return
-        self._open(tag, a)
-
-    def _open(self, tag: str, a: dict[str, str | None]) -> None:
-        if tag == "title":
-            self._in_title = True
-        elif self._pre:
-            if tag == "code" and not self._pre_lang:
-                m = _CODE_LANG.search(a.get("class") or "")
-                self._pre_lang = m.group(1) if m else ""
-        elif tag in _HEADINGS:
-            self._flush()
-            self._heading = _HEADINGS[tag]
-            self._heading_buf = []
-        elif tag == "pre":
-            self._flush()
-            self._pre = 1
-            self._pre_buf = []
-            m = _CODE_LANG.search(a.get("class") or "")
-            self._pre_lang = m.group(1) if m else ""
-        elif tag in _BLOCK_TAGS:
-            self._flush()
-            if tag in ("td", "th"):
-                self._end_cell()
-                self._in_cell = True
-            elif tag == "tr":
-                self._end_cell()
-                self._end_row()
-            elif tag in ("ul", "ol"):
-                self._lists.append([tag, 0])
-            elif tag == "li":
-                depth = max(len(self._lists) - 1, 0)
-                if self._lists and self._lists[-1][0] == "ol":
-                    self._lists[-1][1] += 1
-                    marker = f"{self._lists[-1][1]}. "
-                else:
-                    marker = "- "
-                self._prefix = "  " * depth + marker
-            if tag in _GROUP_TAGS:
-                self._group_depth += 1
-
-    def _close(self, tag: str) -> None:
-        if tag == "title":
-            self._in_title = False
-        elif tag == "pre" and self._pre:
-            code = "".join(self._pre_buf)
-            code = code[1:] if code.startswith("\n") else code
-            code = code.rstrip()
-            self._pre = 0
-            if code.strip():
-                self._emit("code", fence_code(code, self._pre_lang))
-        elif self._pre:
-            return
-        elif tag in _HEADINGS and self._heading:
-            text = " ".join("".join(self._heading_buf).split())
-            level, self._heading = self._heading, 0
-            if text:
-                self._emit("heading", text, level)
-                if level == 1 and not self.first_h1:
-                    self.first_h1 = text
-        elif tag in _BLOCK_TAGS:
-            self._flush()
-            if tag in ("td", "th"):
-                self._end_cell()
-            elif tag in ("tr", "table"):
-                self._end_cell()
-                self._end_row()
-            elif tag in ("ul", "ol") and self._lists:
-                self._lists.pop()
-            if tag in _GROUP_TAGS and self._group_depth:
-                self._group_depth -= 1
-                if not self._group_depth:
-                    self._flush_group()
-
-    def _pop_to(self, index: int) -> None:
-        while len(self._stack) > index:
-            tag, active, skip = self._stack.pop()
-            if skip:
-                self._skip -= 1
-            elif active:
-                self._close(tag)
-
-    def _close_within(self, closes: frozenset[str], bounds: frozenset[str]) -> None:
-        for index in range(len(self._stack) - 1, -1, -1):
-            tag = self._stack[index][0]
-            if tag in closes:
-                self._pop_to(index)
-                return
-            if tag in bounds:
-                return
-
-    def handle_endtag(self, tag: str) -> None:
-        for index in range(len(self._stack) - 1, -1, -1):
-            if self._stack[index][0] == tag:
-                self._pop_to(index)
-                return
-        if tag in _BLOCK_TAGS and not self._skip:
-            self._flush()  # stray end tag: still a boundary
-
-    def handle_data(self, data: str) -> None:
-        if self._in_title:
-            self.title_parts.append(data)
-        elif self._skip:
-            return
-        elif self._pre:
-            self._pre_buf.append(data)
-        elif self._heading:
-            self._heading_buf.append(data)
-        else:
-            self._buf.append(data)
-
-    def finish(self) -> None:
-        self.close()
-        self._pop_to(0)
-        self._flush()
-        self._end_cell()
-        self._end_row()
-        self._group_depth = 0
-        self._flush_group()
-
-
 def _html_charset(raw: bytes) -> str | None:
     head = raw[:4096].decode("ascii", "ignore")
     m = re.search(r"<meta[^>]+charset\s*=\s*[\"']?\s*([\w.:-]+)", head, re.IGNORECASE)
@@ -659,10 +385,27 @@ def _html_charset(raw: bytes) -> str | None:
         return None
 
 
-def _absolute_url(url: str | None) -> str | None:
+def _absolute_url(url: str | None, base: Path | str) -> str | None:
+    """An http(s) URL as is; a relative one resolved against a fetched page's URL; else None."""
+    url = (url or "").strip()
+    if url and isinstance(base, str) and re.match(r"^https?://", base, re.IGNORECASE):
+        url = urljoin(base, url)
     if url and re.match(r"^https?://", url, re.IGNORECASE):
         return url
     return None
+
+
+def _page_title(title: str, first_h1: str) -> str:
+    """The page's <title>, or its H1 when one contains the other.
+
+    "abc — Abstract Base Classes — Python 3.11 documentation" with H1 "abc — Abstract Base
+    Classes", or "git-bisect(1)" with H1 "git-bisect(1) Manual Page": the H1 is the title a reader
+    sees, and taking it lets heading paths drop the H1 instead of repeating the title.
+    """
+    title, h1 = _clean_title(title), _clean_title(first_h1)
+    if title and h1 and (h1.casefold() in title.casefold() or title.casefold() in h1.casefold()):
+        return h1
+    return title or h1
 
 
 def _load_html(path: Path, raw: bytes) -> LoadedDocument:
@@ -673,19 +416,22 @@ def load_html(raw: bytes, source: Path | str, *, charset: str | None = None) -> 
     """An HTML page from its bytes: a local file (`source` its Path) or a fetched page (its URL).
 
     `charset` is the one a server declared in Content-Type; the page's own <meta> is the fallback.
-    Local files and crawled pages share this one entry point, so both get the same extraction.
+    Local files and crawled pages share this one entry point, so both get the same main-content
+    extraction (`html_content`, imported here so that only ingest ever loads its library).
     """
-    path = source
-    text, encoding = _decode(path, raw, charset or _html_charset(raw))
-    parser = _HTMLToBlocks()
+    from assistant.retrieval.html_content import extract
+
+    text, encoding = _decode(source, raw, charset or _html_charset(raw))
     try:
-        parser.feed(text)
-        parser.finish()
+        page = extract(text)
     except (AssertionError, ValueError) as exc:  # html.parser's rare hard failures
-        raise IngestError(f"{path}: malformed HTML ({_one_line(exc)})") from None
-    title = " ".join("".join(parser.title_parts).split()) or parser.first_h1
-    doc = _new_doc(path, raw, "html", title, parser.blocks, _with_encoding(encoding))
-    doc.url = _absolute_url(parser.canonical) or _absolute_url(parser.og_url)
+        raise IngestError(f"{source}: malformed HTML ({_one_line(exc)})") from None
+    if not any(b.text.strip() for b in page.blocks if b.kind != "heading"):
+        if page.had_text:
+            raise IngestError(f"{source}: no main content (only navigation, headers or footers); nothing to index")
+        raise IngestError(f"{source}: no extractable text, nothing to index")
+    doc = _new_doc(source, raw, "html", _page_title(page.title, page.first_h1), page.blocks, _with_encoding(encoding))
+    doc.url = _absolute_url(page.canonical, source) or _absolute_url(page.og_url, source)
     return doc
 
 

@@ -268,6 +268,8 @@ def format_result(result: SearchResult, width: int | None = None) -> str:
     if result.degraded:
         lines.append(f"DEGRADED: full-text only ({result.degraded_reason})")
     lines += [f"note: {n}" for n in result.notices]
+    if result.relevant is not None:
+        lines.append(f"relevant: {'yes' if result.relevant else 'NO'} ({result.relevance_reason})")
     for hit in result.hits:
         vec = f"vec #{hit.vector_rank} sim {hit.similarity:.3f}" if hit.vector_rank else (
             f"vec -    sim {hit.similarity:.3f}" if hit.similarity is not None else "vec -")
@@ -307,7 +309,14 @@ def cmd_db(settings: Settings, args: argparse.Namespace) -> int:
     print(f"chunks:          {status['chunks']} ({status['tokens']:,} tokens)")
     print(f"embedding model: {status['embedding_model']} ({status['embedding_dim']} dims);"
           f" provider {settings.embedding_provider}")
-    print(f"full-text:       '{status['text_search_config']}' configuration")
+    ft = status["fulltext"]
+    print(f"full-text:       '{status['text_search_config']}' configuration; BM25 k1={ft['k1']} b={ft['b']} over"
+          f" {ft['chunks']} chunks, {ft['terms']:,} distinct terms, average length {ft['average_length']} tokens")
+    cal = status.get("relevance")
+    print("relevance:       " + ("not calibrated yet (the first search does it)" if cal is None else
+          f"calibrated on {cal['probes']} off-topic probes: similarity {cal['peak_mean']:.3f}"
+          f" ± {cal['peak_sd']:.3f}, lead {cal['lift_mean']:.3f} ± {cal['lift_sd']:.3f}"
+          + ("" if cal["current"] else " (stale: the documents changed since; the next search redoes it)")))
     h = status["hnsw"]
     print(f"hnsw index:      m={h['m']} ef_construction={h['ef_construction']} ef_search={h['ef_search']}")
     return 0

@@ -147,7 +147,7 @@ class Settings:
     hnsw_filtered_ef_search: int = 400  # HNSW_FILTERED_EF_SEARCH (searches with a filter)
     chunk_tokens: int = 320  # CHUNK_TOKENS
     chunk_overlap: int = 48  # CHUNK_OVERLAP
-    min_similarity: float = 0.83  # MIN_SIMILARITY
+    min_similarity: float | None = None  # MIN_SIMILARITY (unset: calibrated per corpus, see retrieval/relevance.py)
     # chat / LLM
     openai_api_key: str | None = field(default=None, repr=False)  # OPENAI_API_KEY
     openai_base_url: str | None = None  # OPENAI_BASE_URL
@@ -284,7 +284,7 @@ class Settings:
             hnsw_filtered_ef_search=_int("HNSW_FILTERED_EF_SEARCH", 400, 1, 1000),
             chunk_tokens=chunk_tokens,
             chunk_overlap=_int("CHUNK_OVERLAP", 48, 0, chunk_tokens // 2),
-            min_similarity=_float("MIN_SIMILARITY", 0.83, 0.0, 1.0),
+            min_similarity=_float("MIN_SIMILARITY", 0.83, 0.0, 1.0) if _env("MIN_SIMILARITY") else None,
             openai_api_key=_env("OPENAI_API_KEY"),
             openai_base_url=_env("OPENAI_BASE_URL"),
             llm_model=_env("LLM_MODEL") or "gpt-4o-mini",

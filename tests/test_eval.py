@@ -4,6 +4,7 @@ MRR per mode against the real sample corpus, and the command line with good and 
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -228,3 +229,45 @@ def test_cli_table_and_bad_input(sample_database, tmp_path):
     assert "Traceback" not in bad.stderr
     missing = run_cli("eval", str(tmp_path / "absent.jsonl"), env=env)
     assert missing.returncode == 2 and "no such file" in missing.stderr
+
+
+# -- off-topic questions and languages -----------------------------------------------------------------
+
+
+def test_off_topic_lines_and_languages_are_read(tmp_path):
+    path = write(tmp_path, '{"question": "q1", "expected": ["a.md"], "lang": "de"}\n'
+                 '{"question": "bake bread", "expected": [], "kind": "off_topic"}\n'
+                 '{"question": "paella", "kind": "off_topic", "lang": "es"}\n')
+    qs = load_questions(path)
+    assert [(q.kind, q.lang, q.expected) for q in qs] == [
+        ("answerable", "de", ("a.md",)), ("off_topic", None, ()), ("off_topic", "es", ())]
+
+
+@pytest.mark.parametrize(("text", "message"), [
+    ('{"question": "q", "expected": ["a.md"], "kind": "off_topic"}\n', 'write "expected": []'),
+    ('{"question": "q", "expected": ["a.md"], "kind": "maybe"}\n', '"kind" must be'),
+    ('{"question": "q", "expected": ["a.md"], "lang": 3}\n', '"lang" must be'),
+    ('{"question": "q", "expected": []}\n', '"kind": "off_topic"'),
+])
+def test_bad_off_topic_and_language_lines(tmp_path, text, message):
+    with pytest.raises(EvalInputError, match=re.escape(message)):
+        load_questions(write(tmp_path, text))
+
+
+def test_off_topic_rejected_and_answerable_kept_are_counted(sample_retriever):
+    questions = [
+        EvalQuestion(1, "How do I deploy on Render?", ("deploy-render.md",), lang="en"),
+        EvalQuestion(2, "Wie binde ich den Chat als Widget in meine Webseite ein?", ("embeddable-widget.md",),
+                     lang="de"),
+        EvalQuestion(3, "How do I bake sourdough bread?", (), kind="off_topic"),
+        EvalQuestion(4, "Wie hoch ist der Mount Everest?", (), kind="off_topic", lang="de"),
+    ]
+    report = evaluate(sample_retriever, questions, ks=[1, 5], modes=["hybrid"])
+    hybrid = report.modes[0]
+    assert len(hybrid.answerable) == 2 and hybrid.accepted == 2 and hybrid.rejected == 2
+    assert hybrid.hit_rate(5) == 1.0 and hybrid.languages == ["de", "en"]
+    data = report.to_dict()["modes"]["hybrid"]
+    assert data["relevance"] == {"answerable": 2, "answerable_accepted": 2, "off_topic": 2, "off_topic_rejected": 2}
+    assert set(data["by_lang"]) == {"de", "en"}
+    text = format_report(report)
+    assert "off-topic rejected" in text and "2/2" in text and "per language" in text

@@ -64,15 +64,16 @@ def validate_question(question: Any, notices: list[str]) -> str:
     return text
 
 
-def is_relevant(result: SearchResult, min_similarity: float) -> bool:
-    """Whether the hits are worth answering from: some hit, and (when known) a similar enough one.
-
-    In text-only or degraded (embedder down) mode no similarity exists; a full-text match is the
-    evidence we have.
+def is_relevant(result: SearchResult, min_similarity: float | None) -> bool:
+    """Whether the hits are worth answering from: the retriever's own decision (per-corpus
+    calibration, assistant/retrieval/relevance.py); for results that carry none, some hit and
+    (when known and `min_similarity` is set) a similar enough one.
     """
     if not result.hits:
         return False
-    if result.degraded or result.mode == "text":
+    if result.relevant is not None:
+        return result.relevant
+    if result.degraded or result.mode == "text" or min_similarity is None:
         return True
     sims = [h.similarity for h in result.hits if h.similarity is not None]
     return not sims or max(sims) >= min_similarity

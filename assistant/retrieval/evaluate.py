@@ -3,13 +3,17 @@
 `python -m assistant eval QUESTIONS.jsonl` reads one JSON object a line, each a question and the
 document(s) that should answer it::
 
-    {"question": "How do I deploy on Render?", "expected": ["deploy-render.md"]}
+    {"question": "How do I deploy on Render?", "expected": ["deploy-render.md"], "lang": "en"}
+    {"question": "How do I bake bread?", "expected": [], "kind": "off_topic"}
 
-and runs every question through the product's own `Retriever` in each mode. A question *hits at
-k* when a chunk of an expected document is among the first k chunks (chunks, not documents:
-the chat reads TOP_K chunks); its reciprocal rank is 1 / the rank of the first such chunk (0 when
-none is within the deepest k). Scores tell whether a change of settings or documents helped,
-and the misses say where to look.
+and runs every question through the product's own `Retriever` in each mode. Results are ranked as
+a reader counts them: distinct documents in result order, each at its best chunk. A question
+*hits at k* when an expected document is among the first k; its reciprocal rank is 1 / that
+rank (0 when none is within the deepest k). Each search also says whether anything relevant was
+found (assistant/retrieval/relevance.py): answerable questions should be accepted, and lines with
+`"kind": "off_topic"` (no expected documents) rejected; both are counted. Lines with `"lang"` get
+their scores per language too. Scores tell whether a change of settings or documents helped, and
+the misses say where to look.
 
 An expected source may be spelled as the product stores it (absolute path or URL), as a path
 relative to the working directory, as any trailing part of the path (`guide/setup.md`,
@@ -35,6 +39,7 @@ DEFAULT_KS = (1, 3, 5, 10)
 EVAL_MODES = ("hybrid", "vector", "text")
 QUESTION_KEYS = ("question", "query")
 EXPECTED_KEYS = ("expected", "expected_sources", "sources", "source")
+KINDS = ("answerable", "off_topic")
 MAX_SHOWN_ERRORS = 3
 
 
@@ -49,6 +54,12 @@ class EvalQuestion:
     line: int
     question: str
     expected: tuple[str, ...]
+    kind: str = "answerable"  # or "off_topic": nothing in the documents answers it
+    lang: str | None = None
+
+    @property
+    def off_topic(self) -> bool:
+        return self.kind == "off_topic"
 
 
 @dataclass
@@ -56,9 +67,11 @@ class QuestionResult:
     """How one question fared in one mode."""
 
     question: EvalQuestion
-    rank: int | None  # 1-based rank of the first chunk of an expected document, None when not found
+    rank: int | None  # 1-based rank (among distinct documents) of an expected one, None when not found
     first: dict[str, Any] | None  # what came first: title, source, heading, similarity
     degraded: bool = False
+    relevant: bool | None = None  # the retriever's decision: anything worth answering from?
+    relevance_reason: str | None = None
 
     def hit_at(self, k: int) -> bool:
         return self.rank is not None and self.rank <= k
@@ -76,17 +89,47 @@ class ModeReport:
     ks: tuple[int, ...]
     results: list[QuestionResult] = field(default_factory=list)
 
-    def hit_rate(self, k: int) -> float:
-        return sum(r.hit_at(k) for r in self.results) / len(self.results) if self.results else 0.0
+    @property
+    def answerable(self) -> list[QuestionResult]:
+        return [r for r in self.results if not r.question.off_topic]
+
+    @property
+    def off_topic(self) -> list[QuestionResult]:
+        return [r for r in self.results if r.question.off_topic]
+
+    def hit_rate(self, k: int, lang: str | None = None) -> float:
+        rs = self.scored(lang)
+        return sum(r.hit_at(k) for r in rs) / len(rs) if rs else 0.0
+
+    def mrr_for(self, lang: str | None = None) -> float:
+        rs = self.scored(lang)
+        return sum(r.reciprocal_rank for r in rs) / len(rs) if rs else 0.0
 
     @property
     def mrr(self) -> float:
-        return sum(r.reciprocal_rank for r in self.results) / len(self.results) if self.results else 0.0
+        return self.mrr_for()
+
+    def scored(self, lang: str | None) -> list[QuestionResult]:
+        return [r for r in self.answerable if lang is None or r.question.lang == lang]
+
+    @property
+    def languages(self) -> list[str]:
+        return sorted({r.question.lang for r in self.answerable if r.question.lang})
+
+    @property
+    def accepted(self) -> int:
+        """Answerable questions for which the retriever found something relevant."""
+        return sum(r.relevant is not False for r in self.answerable)
+
+    @property
+    def rejected(self) -> int:
+        """Off-topic questions the retriever correctly found nothing relevant for."""
+        return sum(r.relevant is False for r in self.off_topic)
 
     @property
     def misses(self) -> list[QuestionResult]:
-        """Questions whose expected documents are not in the deepest k."""
-        return [r for r in self.results if not r.hit_at(max(self.ks))]
+        """Answerable questions whose expected documents are not in the deepest k."""
+        return [r for r in self.answerable if not r.hit_at(max(self.ks))]
 
     @property
     def degraded(self) -> int:
@@ -98,6 +141,11 @@ class ModeReport:
             "questions": len(self.results),
             "hit_at": {str(k): round(self.hit_rate(k), 4) for k in self.ks},
             "mrr": round(self.mrr, 4),
+            "relevance": {"answerable": len(self.answerable), "answerable_accepted": self.accepted,
+                          "off_topic": len(self.off_topic), "off_topic_rejected": self.rejected},
+            "by_lang": {lang: {"questions": len(self.scored(lang)),
+                               "hit_at": {str(k): round(self.hit_rate(k, lang), 4) for k in self.ks},
+                               "mrr": round(self.mrr_for(lang), 4)} for lang in self.languages},
             "degraded": self.degraded,
             "misses": [_miss_dict(r) for r in self.misses],
         }
@@ -116,6 +164,7 @@ class EvalReport:
 
     def to_dict(self) -> dict[str, Any]:
         ranks = {m.mode: {r.question.line: r.rank for r in m.results} for m in self.modes}
+        relevant = {m.mode: {r.question.line: r.relevant for r in m.results} for m in self.modes}
         return {
             "file": self.path,
             "questions": len(self.questions),
@@ -124,8 +173,9 @@ class EvalReport:
             "warnings": list(self.warnings),
             "modes": {m.mode: m.to_dict() for m in self.modes},
             "per_question": [
-                {"line": q.line, "question": q.question, "expected": list(q.expected),
-                 "ranks": {mode: ranks[mode][q.line] for mode in ranks}}
+                {"line": q.line, "question": q.question, "expected": list(q.expected), "kind": q.kind,
+                 "lang": q.lang, "ranks": {mode: ranks[mode][q.line] for mode in ranks},
+                 "relevant": {mode: relevant[mode][q.line] for mode in relevant}}
                 for q in self.questions
             ],
         }
@@ -222,14 +272,26 @@ def _question(n: int, item: Any) -> EvalQuestion:
     question = next((item[k] for k in QUESTION_KEYS if k in item), None)
     if not isinstance(question, str) or not question.strip():
         raise ValueError('no "question" (a non-empty string)')
+    kind = item.get("kind", "answerable")
+    if kind not in KINDS:
+        raise ValueError(f'"kind" must be "answerable" or "off_topic", not {str(kind)[:40]!r}')
+    lang = item.get("lang")
+    if lang is not None and (not isinstance(lang, str) or not lang.strip()):
+        raise ValueError('"lang" must be a language code such as "en" or "de"')
     expected = next((item[k] for k in EXPECTED_KEYS if k in item), None)
     if isinstance(expected, str):
         expected = [expected]
-    if not isinstance(expected, list) or not expected:
-        raise ValueError('no "expected" sources (a file name, path, URL or title, or a list of them)')
+    if kind == "off_topic":
+        if expected not in (None, []):
+            raise ValueError('an "off_topic" question has no expected sources; write "expected": []')
+        expected = []
+    elif not isinstance(expected, list) or not expected:
+        raise ValueError('no "expected" sources (a file name, path, URL or title, or a list of them;'
+                         ' for a question no document answers add "kind": "off_topic")')
     if not all(isinstance(e, str) and e.strip() for e in expected):
         raise ValueError('"expected" must hold non-empty strings')
-    return EvalQuestion(n, " ".join(question.split()), tuple(e.strip() for e in expected))
+    return EvalQuestion(n, " ".join(question.split()), tuple(e.strip() for e in expected), kind,
+                        lang.strip() if lang else None)
 
 
 def _kind(value: Any) -> str:
@@ -317,12 +379,14 @@ def evaluate(retriever: Retriever, questions: Sequence[EvalQuestion], *, ks: Seq
         report = ModeReport(mode, ks)
         for q in questions:
             result = retriever.search(q.question, k=depth, mode=mode)
-            rank = next((i for i, h in enumerate(result.hits, 1) if h.source in targets[q.line]), None)
+            ranked = list(dict.fromkeys(h.source for h in result.hits))  # each document once, at its best
+            rank = next((i for i, src in enumerate(ranked, 1) if src in targets[q.line]), None)
             top = result.hits[0] if result.hits else None
             first = None if top is None else {
                 "title": top.title, "source": top.source, "heading": top.heading,
                 "similarity": None if top.similarity is None else round(top.similarity, 4)}
-            report.results.append(QuestionResult(q, rank, first, result.degraded))
+            report.results.append(QuestionResult(q, rank, first, result.degraded, result.relevant,
+                                                 result.relevance_reason))
         if report.degraded:
             warnings.append(f"{mode}: {report.degraded} of {len(questions)} searches fell back to full-text"
                             " (the embedder failed), so these scores are not the mode's own")
@@ -335,17 +399,28 @@ def evaluate(retriever: Retriever, questions: Sequence[EvalQuestion], *, ks: Seq
 
 def format_report(report: EvalReport, *, max_misses: int = 50) -> str:
     """A table of hit@k and MRR per mode, then the warnings and the misses."""
-    heads = ["mode", *(f"hit@{k}" for k in report.ks), "MRR", "misses"]
+    modes = report.modes
+    n_ans = len(modes[0].answerable) if modes else 0
+    n_off = len(modes[0].off_topic) if modes else 0
+    heads = ["mode", *(f"hit@{k}" for k in report.ks), "MRR", "misses", "answerable kept"]
+    if n_off:
+        heads.append("off-topic rejected")
     rows = []
-    for m in report.modes:
-        rows.append([m.mode, *(f"{m.hit_rate(k):.3f}" for k in report.ks), f"{m.mrr:.3f}", str(len(m.misses))])
-    widths = [max(len(h), *(len(r[i]) for r in rows)) for i, h in enumerate(heads)]
-    line = "  ".join(h.ljust(w) if i == 0 else h.rjust(w) for i, (h, w) in enumerate(zip(heads, widths, strict=True)))
-    out = [f"{len(report.questions)} questions from {report.path or 'input'}, {report.documents} documents indexed;"
-           f" a hit = a chunk of an expected document in the top k", "", line]
-    for row in rows:
-        out.append("  ".join(c.ljust(w) if i == 0 else c.rjust(w)
-                             for i, (c, w) in enumerate(zip(row, widths, strict=True))))
+    for m in modes:
+        row = [m.mode, *(f"{m.hit_rate(k):.3f}" for k in report.ks), f"{m.mrr:.3f}", str(len(m.misses)),
+               f"{m.accepted}/{n_ans}"]
+        if n_off:
+            row.append(f"{m.rejected}/{n_off}")
+        rows.append(row)
+    out = [f"{n_ans} answerable and {n_off} off-topic questions from {report.path or 'input'},"
+           f" {report.documents} documents indexed; a hit = an expected document in the top k (documents"
+           " counted once)", "", *_table(heads, rows)]
+    langs = modes[0].languages if modes else []
+    if len(langs) > 1:
+        out += ["", "per language (answerable questions):"]
+        lrows = [[m.mode, lang, str(len(m.scored(lang))), *(f"{m.hit_rate(k, lang):.3f}" for k in report.ks),
+                  f"{m.mrr_for(lang):.3f}"] for m in modes for lang in langs]
+        out += _table(["mode", "lang", "questions", *(f"hit@{k}" for k in report.ks), "MRR"], lrows)
     if report.warnings:
         out += ["", f"{len(report.warnings)} warning(s):"] + [f"  {w}" for w in report.warnings]
     for m in report.modes:
@@ -360,6 +435,16 @@ def format_report(report: EvalReport, *, max_misses: int = 50) -> str:
         if len(misses) > max_misses:
             out.append(f"  ... and {len(misses) - max_misses} more (use --json for all)")
     return "\n".join(out)
+
+
+def _table(heads: list[str], rows: list[list[str]]) -> list[str]:
+    widths = [max(len(h), *(len(r[i]) for r in rows)) if rows else len(h) for i, h in enumerate(heads)]
+
+    def fmt(cells: list[str]) -> str:
+        pairs = enumerate(zip(cells, widths, strict=True))
+        return "  ".join(c.ljust(w) if i == 0 else c.rjust(w) for i, (c, w) in pairs)
+
+    return [fmt(heads), *(fmt(r) for r in rows)]
 
 
 def _describe_first(first: dict[str, Any] | None) -> str:

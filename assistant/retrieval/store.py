@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import math
 import threading
 import time
 from collections.abc import Iterator, Sequence
@@ -23,6 +22,7 @@ from psycopg.rows import dict_row
 from psycopg.types.json import Jsonb
 from psycopg_pool import ConnectionPool, PoolTimeout
 
+from assistant.retrieval import fulltext
 from assistant.retrieval.database import (
     DatabaseLocation,
     check_answering,
@@ -36,6 +36,8 @@ from assistant.retrieval.database import (
 from assistant.retrieval.errors import DatabaseError, ModelMismatchError
 from assistant.retrieval.filters import Filters, compile_filters
 from assistant.retrieval.migrations import MIGRATION_LOCK_KEY, migrate
+from assistant.retrieval.relevance import META_KEY as RELEVANCE_META_KEY
+from assistant.retrieval.relevance import Calibration, summary
 from assistant.retrieval.types import Chunk, Hit, LoadedDocument, embedding_text
 
 if TYPE_CHECKING:
@@ -48,11 +50,6 @@ HNSW_EF_CONSTRUCTION = 64
 # Above 250k chunks ef_search grows with the table (1 per this many rows, twice that when filtered):
 # at 1M chunks recall@10 is 0.88 at ef_search 100 and 0.96 at 400 (bench/scale.py, docs/BENCHMARKS.md).
 HNSW_ROWS_PER_EF = 2500
-COMMON_WORD_SHARE = 0.10  # a word in more than this share of chunks is too common to match on alone
-COMMON_WORD_FLOOR = 30  # ...but a word in at most this many chunks always counts (small corpora)
-TEXT_MATCH_BUDGET = 1500  # chunks the any-word query may rank, estimated (rarest words first)
-RARE_WORD_COUNT = 200  # chunks counted at most for a word the statistics do not list
-LEXEME_STATS_TTL = 60.0  # seconds a Store trusts its copy of the full-text statistics (autovacuum refreshes them)
 # Connection loss: a request waits this long for a pooled connection before asking the server
 # itself whether it is up (so a user hears "unreachable" in a second, not after DB_CONNECT_TIMEOUT)...
 POOL_QUICK_WAIT = 0.5
@@ -105,6 +102,8 @@ def _schema_steps(dim: int, ts_config: str) -> list[Any]:
             USING hnsw (embedding vector_cosine_ops) WITH (m = {m}, ef_construction = {efc});
         CREATE INDEX IF NOT EXISTS chunks_tsv ON chunks USING gin (tsv);
         """).format(dim=sql.Literal(dim), cfg=cfg, m=sql.Literal(HNSW_M), efc=sql.Literal(HNSW_EF_CONSTRUCTION)),
+        # 2: Okapi BM25 statistics kept by triggers, backfilled from the chunks already stored
+        fulltext.schema_sql(),
     ]
 
 
@@ -118,7 +117,7 @@ def _retext_sql(ts_config: str) -> sql.Composable:
             setweight(to_tsvector({cfg}::regconfig, context), 'A') ||
             setweight(to_tsvector({cfg}::regconfig, text), 'B')) STORED;
         CREATE INDEX chunks_tsv ON chunks USING gin (tsv);
-    """).format(cfg=cfg)
+    """).format(cfg=cfg) + fulltext.recount_sql()
 
 
 _HIT_COLUMNS = sql.SQL(
@@ -150,7 +149,6 @@ class Store:
         self.model = settings.embedding_model
         self.dim = settings.embedding_dim
         self._pool: ConnectionPool | None = None
-        self._lexeme_cache: tuple[float, tuple[dict[str, float], float] | None] | None = None
         self._probe_lock = threading.Lock()
         self._probe_at = 0.0
         self._probe_error: str | None = None
@@ -317,6 +315,7 @@ class Store:
         if len(vectors) and vectors.shape[1] != self.dim:
             raise ValueError(f"vectors have {vectors.shape[1]} dims, the store holds {self.dim}")
         with self.connection() as conn, conn.transaction():
+            fulltext.lock_writers(conn)
             doc_id = conn.execute(
                 """INSERT INTO documents (source, title, url, content_hash, metadata, chunk_count)
                    VALUES (%s, %s, %s, %s, %s, %s)
@@ -342,6 +341,7 @@ class Store:
         if not sources:
             return 0
         with self.connection() as conn, conn.transaction():
+            fulltext.lock_writers(conn)
             cur = conn.execute("DELETE FROM documents WHERE source = ANY(%s)", (list(sources),))
             return cur.rowcount
 
@@ -432,6 +432,7 @@ class Store:
                 "SELECT indexname, indexdef FROM pg_indexes WHERE tablename = 'chunks' ORDER BY indexname"
             ).fetchall()
             size = conn.execute("SELECT pg_size_pretty(pg_database_size(current_database()))").fetchone()[0]
+            bm25 = fulltext.statistics(conn)
             versions = conn.execute(
                 "SELECT current_setting('server_version'),"
                 " (SELECT extversion FROM pg_extension WHERE extname = 'vector')"
@@ -448,6 +449,8 @@ class Store:
             "embedding_model": meta.get("embedding_model"),
             "embedding_dim": int(meta.get("embedding_dim") or 0),
             "text_search_config": meta.get("text_search_config"),
+            "fulltext": bm25,
+            "relevance": relevance_status(meta.get(RELEVANCE_META_KEY), bm25["version"]),
             "hnsw": {"m": HNSW_M, "ef_construction": HNSW_EF_CONSTRUCTION, "ef_search": self.settings.hnsw_ef_search,
                      "filtered_ef_search": self.settings.hnsw_filtered_ef_search},
             "indexes": {name: definition for name, definition in indexes},
@@ -496,128 +499,60 @@ class Store:
 
     def text_search(self, text: str, k: int, filters: Filters | None = None,
                     vector: np.ndarray | None = None) -> list[Hit]:
-        """Full-text hits ranked like BM25 over the query's *distinctive* words (see `_distinctive_words`).
+        """Full-text hits ranked by Okapi BM25 (see assistant/retrieval/fulltext.py).
 
-        Each word scores its inverse document frequency times `ts_rank` of that word alone, which
-        grows with its occurrences but saturates, and with normalisation 1 discounts long chunks:
-        BM25's three ingredients with no extra table, since document frequencies come from the
-        statistics that pick the words. Plain `ts_rank` over all words weighs "of" like "pgvector".
-        Measured on BEIR SciFact (docs/BENCHMARKS.md): full-text nDCG@10 0.57 -> 0.66 (BM25 proper 0.665).
-
-        With `vector`, each hit also gets its cosine similarity (for relevance thresholds).
+        Each hit also says which share of the question's IDF mass it matched (`text_matched`):
+        a question in another language than the documents matches little, whatever the rank.
+        With `vector`, each hit also gets its cosine similarity (for relevance decisions).
         """
         where, params = compile_filters(filters or Filters())
         sim = sql.SQL("1 - (c.embedding <=> %(v)s)") if vector is not None else sql.SQL("NULL::float8")
-        args: dict[str, Any] = {"k": k, "flat": [1.0, 1.0, 1.0, 1.0], **params}  # title/heading = body words
-        if vector is not None:
-            args["v"] = np.asarray(vector, dtype=np.float32)
         with self.connection() as conn, conn.cursor(row_factory=dict_row) as cur:
             _limit_search_time(cur)  # not autocommit: holds until this transaction ends
-            words = self._distinctive_words(cur, text)
-            if not words:
+            terms = fulltext.query_terms(cur, text, self.settings.text_search_config)
+            candidates = terms.candidate_words()
+            if not candidates:
                 return []
-            for i, (word, idf) in enumerate(words):  # the words travel as parameters, like every user-typed value
-                args[f"w{i}"], args[f"idf{i}"] = word, idf
-            n = range(len(words))
-            rows = cur.execute(sql.SQL("""
-                SELECT {cols}, ({score}) AS text_score, {sim} AS similarity
-                FROM (SELECT {terms}) q, chunks c JOIN documents d ON d.id = c.document_id
-                WHERE c.tsv @@ ({any}) AND {where}
-                ORDER BY text_score DESC, c.id
-                LIMIT %(k)s
-            """).format(
-                cols=_HIT_COLUMNS, sim=sim, where=where,
-                terms=sql.SQL(", ").join(sql.SQL("plainto_tsquery('simple', {}) AS {}").format(
-                    sql.Placeholder(f"w{i}"), sql.Identifier(f"t{i}")) for i in n),
-                any=sql.SQL(" || ").join(sql.SQL("q.{}").format(sql.Identifier(f"t{i}")) for i in n),
-                score=sql.SQL(" + ").join(sql.SQL("{}::float8 * ts_rank(%(flat)s::float4[], c.tsv, q.{}, 1)").format(
-                    sql.Placeholder(f"idf{i}"), sql.Identifier(f"t{i}")) for i in n),
-            ), args).fetchall()
+            args: dict[str, Any] = {
+                "tsq": fulltext.tsquery_any(candidates), "words": list(terms.words), "idfs": list(terms.idf),
+                "avgdl": max(terms.average_length, 1.0), "cap": fulltext.CANDIDATE_CAP, "k": k, **params}
+            if vector is not None:
+                args["v"] = np.asarray(vector, dtype=np.float32)
+            rows = cur.execute(fulltext.ranked_sql(_HIT_COLUMNS, where, sim), args).fetchall()
+        total = terms.total_idf or 1.0
         hits = []
         for i, row in enumerate(rows, 1):
             hit = _row_to_hit(row)
             hit.text_rank, hit.text_score = i, float(row["text_score"])
+            hit.text_matched = min(1.0, float(row["matched_idf"]) / total)
             if row["similarity"] is not None:
                 hit.similarity = float(row["similarity"])
             hits.append(hit)
         return hits
 
-    def _distinctive_words(self, cur: psycopg.Cursor, text: str) -> list[tuple[str, float]]:
-        """The query's lexemes minus those found in more than COMMON_WORD_SHARE of all chunks, each
-        with its BM25 inverse document frequency, ln(1 + (N - df + 0.5) / (df + 0.5)).
+    def get_meta(self, key: str) -> str | None:
+        with self.connection() as conn:
+            row = conn.execute("SELECT value FROM assistant_meta WHERE key = %s", (key,)).fetchone()
+        return row[0] if row else None
 
-        An automatic, language-independent stop list: ts_rank has no IDF, so "any word" queries
-        with "the", "of" or "how" rank chunks by filler words. Measured on BEIR SciFact (see
-        docs/BENCHMARKS.md), this is the difference between hybrid search being worse than
-        vectors alone and better. When every word is common, all of them are kept.
+    def set_meta(self, key: str, value: str) -> None:
+        with self.connection() as conn:
+            conn.execute("INSERT INTO assistant_meta (key, value) VALUES (%s, %s)"
+                         " ON CONFLICT (key) DO UPDATE SET value = EXCLUDED.value", (key, value))
 
-        How common a word is comes from PostgreSQL's own statistics of the tsv column (ANALYZE
-        keeps its most common lexemes with the share of chunks holding each): counting matching
-        chunks instead cost seconds per question at 100,000 chunks (bench/latency.py). Words the
-        statistics cannot settle (never analysed yet, or too short a list to vouch for a word
-        missing from it) are counted, up to the cut.
-        """
-        cfg = sql.Literal(self.settings.text_search_config)
-        row = cur.execute(sql.SQL("""
-            SELECT CASE WHEN reltuples > 0 THEN reltuples::bigint ELSE (SELECT count(*) FROM chunks) END AS n,
-                   ARRAY(SELECT DISTINCT w FROM unnest(tsvector_to_array(to_tsvector({cfg}::regconfig, %(t)s))) w
-                         ORDER BY w) AS words
-            FROM pg_class WHERE oid = 'chunks'::regclass
-        """).format(cfg=cfg), {"t": text}).fetchone()
-        n, words = int(row["n"]), list(row["words"] or [])
-        cut = max(math.ceil(n * COMMON_WORD_SHARE), COMMON_WORD_FLOOR)
-        stats = self._lexeme_stats(cur)
-        df: dict[str, float] = {}  # chunks holding each word: from the statistics, or counted
-        unsure: list[str] = []
-        for w in words:
-            if stats is not None and w in stats[0]:
-                df[w] = stats[0][w] * n
-            else:
-                unsure.append(w)
-        if unsure:
-            # Unlisted words are rarer than the rarest listed lexeme; count them, but only as far as
-            # needed: up to the cut without statistics, else up to RARE_WORD_COUNT (a word past that
-            # is estimated as PostgreSQL does, half the rarest listed share, and chosen after the rarer).
-            settled = stats is not None and stats[1] * n <= cut
-            limit = min(cut, RARE_WORD_COUNT) if settled else cut
-            counted = cur.execute("""
-                SELECT w, (SELECT count(*) FROM (SELECT 1 FROM chunks c WHERE c.tsv @@ plainto_tsquery('simple', w)
-                                                 LIMIT %(limit)s + 1) s) AS df
-                FROM unnest(%(words)s::text[]) w
-            """, {"words": unsure, "limit": limit}).fetchall()
-            for r in counted:
-                past = settled and r["df"] > limit
-                df[r["w"]] = max(float(r["df"]), stats[1] * n / 2) if past and stats is not None else float(r["df"])
-        candidates = sorted((w for w in words if df[w] <= cut), key=lambda w: (df[w], w)) or sorted(
-            words, key=lambda w: (df[w], w))
-        # ts_rank reads every chunk matching any chosen word: the rarest words first, as many as fit
-        # TEXT_MATCH_BUDGET (always one), so a large corpus does not rank thousands of chunks.
-        chosen, total = [], 0.0
-        for w in candidates:
-            if chosen and total + df[w] > TEXT_MATCH_BUDGET:
-                break
-            chosen.append(w)
-            total += df[w]
-        return [(w, math.log(1 + (n - df[w] + 0.5) / (df[w] + 0.5))) for w in sorted(chosen)]
+    def corpus_version(self) -> int:
+        """A number that changes with every write of chunks (keys caches derived from the corpus)."""
+        with self.connection() as conn:
+            return fulltext.version(conn)
 
-    def _lexeme_stats(self, cur: psycopg.Cursor) -> tuple[dict[str, float], float] | None:
-        """({lexeme: share of chunks}, share of the rarest listed lexeme) from pg_stats, or None when
-        the chunks were never analysed; kept for LEXEME_STATS_TTL seconds."""
-        now = time.monotonic()
-        cached = self._lexeme_cache
-        if cached is not None and now - cached[0] < LEXEME_STATS_TTL:
-            return cached[1]
-        row = cur.execute("""
-            SELECT most_common_elems::text::text[] AS elems, most_common_elem_freqs AS freqs FROM pg_stats
-            WHERE tablename = 'chunks' AND attname = 'tsv' AND schemaname = ANY (current_schemas(false))
-            LIMIT 1
-        """).fetchone()
-        stats = None
-        if row is not None and row["elems"] and row["freqs"]:
-            elems, freqs = row["elems"], row["freqs"]  # freqs: one per lexeme, then their min, max, null share
-            stats = ({e: float(f) for e, f in zip(elems, freqs, strict=False)}, float(freqs[len(elems)]))
-        self._lexeme_cache = (now, stats)
-        return stats
+
+def relevance_status(raw: str | None, version: int) -> dict[str, Any] | None:
+    """The stored relevance calibration (assistant/retrieval/relevance.py), and whether it is current."""
+    found = Calibration.from_json(raw) if raw else None
+    shown = summary(found)
+    if shown is not None and found is not None:
+        shown["current"] = found.version == version
+    return shown
 
 
 def _limit_search_time(cur: psycopg.Cursor) -> None:

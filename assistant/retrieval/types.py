@@ -82,7 +82,8 @@ class Hit:
     vector_rank: int | None = None
     similarity: float | None = None  # cosine similarity, 1 - cosine distance
     text_rank: int | None = None
-    text_score: float | None = None  # full-text score: IDF-weighted ts_rank (BM25-like)
+    text_score: float | None = None  # full-text score: Okapi BM25
+    text_matched: float | None = None  # share of the question's IDF mass this chunk's words matched (0-1)
 
     @property
     def heading(self) -> str:
@@ -107,6 +108,7 @@ class Hit:
             "similarity": self.similarity,
             "text_rank": self.text_rank,
             "text_score": self.text_score,
+            "text_matched": self.text_matched,
             "metadata": self.metadata,
         }
 
@@ -126,11 +128,15 @@ class SearchResult:
     degraded_reason: str | None = None
     notices: list[str] = field(default_factory=list)  # e.g. "query truncated to 512 tokens"
     timings_ms: dict[str, float] = field(default_factory=dict)
+    relevant: bool | None = None  # whether any hit is worth answering from (assistant/retrieval/relevance.py)
+    relevance_reason: str | None = None  # one line saying why
 
     def to_dict(self) -> dict[str, Any]:
         return {
             "query": self.query,
             "mode": self.mode,
+            "relevant": self.relevant,
+            "relevance_reason": self.relevance_reason,
             "degraded": self.degraded,
             "degraded_reason": self.degraded_reason,
             "notices": list(self.notices),

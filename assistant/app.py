@@ -27,6 +27,7 @@ from assistant.ui import turn  # noqa: E402
 from assistant.ui.cors import apply_allowed_origins  # noqa: E402
 from assistant.ui.login import enable_password_login  # noqa: E402
 from assistant.ui.runtime import Runtime  # noqa: E402
+from assistant.ui.watermark import install_watermark  # noqa: E402
 
 settings = Settings.from_env()
 runtime = Runtime(settings)  # one Retriever + ChatPipeline per process, shared by all sessions
@@ -35,6 +36,7 @@ apply_allowed_origins(settings.allowed_origins)  # ALLOWED_ORIGINS -> CORS of th
 install_healthz(server_app, HealthChecker(lambda: runtime))
 enable_password_login(settings)  # ASSISTANT_USERS set: Chainlit's login form; else an open chat
 install_user_scope(server_app)  # history and ratings are read and changed only by their owner
+install_watermark(server_app, settings.llm_enabled)  # no "LLMs can make mistakes" without an LLM
 
 
 @cl.data_layer

@@ -182,11 +182,22 @@ class Runtime:
         except AssistantError:
             return  # kept in self.error for /healthz; the next question retries
         self.check_embedder(retriever)
+        self.check_llm()
         try:
             self.starters()
         except AssistantError as err:
             log.warning("could not build starter questions: %s", err)
         log.info("warm-up done in %.1f s", time.perf_counter() - started)
+
+    def check_llm(self) -> None:
+        """Check the LLM endpoint's model name and tokenizer once (findings go to the server log)."""
+        check = getattr(self._pipeline, "check_llm", None)
+        if check is None:
+            return
+        try:
+            check()
+        except Exception:  # a start-up check must never stop the app
+            log.exception("LLM check failed")
 
     def check_embedder(self, retriever: Retriever | None = None) -> Probe:
         """Embed a fixed question with the provider itself (not the query cache); record the result."""

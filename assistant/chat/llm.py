@@ -52,6 +52,7 @@ class LLMError(AssistantError):
         self.status = status
         self.detail = detail or message
         self.context_limit = context_limit  # the server's context window, when its error said it
+        self.prompt_tokens: int | None = None  # the rejected prompt's size in the server's tokens, if said
 
 
 @dataclass
@@ -96,11 +97,19 @@ CONTEXT_HINT = ("Your question, with the conversation and the passages found, is
                 "ask a shorter question or start a new chat")
 
 
+_PROMPT_TOKENS = re.compile(r"(\d+) in the messages|n_prompt_tokens\D{0,5}(\d+)", re.IGNORECASE)
+
+
 def context_error(detail: str, status: int | None = None) -> LLMError:
-    """The error for a prompt over the server's context window (limit parsed from its message if given)."""
+    """The error for a prompt over the server's context window; the window and the prompt's size
+    in the server's tokens are parsed from its message when it gives them (OpenAI, vLLM and
+    llama-cpp-python write "maximum context length is N tokens ... (M in the messages, ...)")."""
     found = _CONTEXT_LIMIT.search(detail or "")
-    return LLMError(CONTEXT_HINT, kind="context", status=status, detail=detail,
-                    context_limit=int(found.group(1)) if found else None)
+    error = LLMError(CONTEXT_HINT, kind="context", status=status, detail=detail,
+                     context_limit=int(found.group(1)) if found else None)
+    used = _PROMPT_TOKENS.search(detail or "")
+    error.prompt_tokens = int(used.group(1) or used.group(2)) if used else None
+    return error
 
 
 def map_error(exc: BaseException, settings: Settings, *, streaming: bool = False) -> LLMError:

@@ -33,7 +33,7 @@ from assistant.chat.prompts import (
 )
 from assistant.chat.tokens import CALIBRATED_MARGIN, MESSAGE_OVERHEAD, REPLY_PRIMING, TokenCounter, get_counter
 from assistant.config import Settings
-from assistant.retrieval.errors import QueryError
+from assistant.retrieval.errors import ConfigError, QueryError
 from assistant.retrieval.sanitize import storable
 from assistant.retrieval.types import Hit, SearchResult
 
@@ -321,23 +321,37 @@ class ChatPipeline:
             prompt = self._assemble(question, query, turns, hits, compact, base.scaled(scale * 1.02))
         return prompt
 
-    def _learn_context(self, error: LLMError) -> bool:
-        """After an overflow: budget for what the server really holds. True when a retry may fit."""
+    def _learn_context(self, error: LLMError, prompt: AssembledPrompt) -> bool:
+        """After an overflow: budget for what the server really holds. True when a retry may fit.
+
+        The server's error usually says its window and the prompt's size in its own tokens: the
+        window replaces LLM_CONTEXT_TOKENS when smaller, and the size calibrates our count.
+        """
+        learned = False
         limit = error.context_limit
         if limit and limit < self.context_tokens:
             log.warning("the LLM server's context window is %d tokens, below LLM_CONTEXT_TOKENS=%d: set "
                         "LLM_CONTEXT_TOKENS=%d (prompts are cut to fit until then)", limit,
                         self.settings.llm_context_tokens, limit)
             self._server_context = limit
-            return True
-        current = self.counter
-        if not current.calibrated or current.scale < 1.3:  # our count was too low: count more generously
+            learned = True
+        base = self._counter or get_counter(self.settings.llm_model)
+        local = base.raw_count("\n".join(m["content"] for m in prompt.messages))
+        current = self.counter.scale if self.counter.calibrated else 1.0
+        if error.prompt_tokens and local:
+            scale = error.prompt_tokens / local * 1.02
+            if scale > current:
+                log.warning("the LLM server counts %.2fx the tokens of the local count (%s); prompts are "
+                            "budgeted with its ratio from now on", scale, base.name)
+                self._token_scale = scale
+                learned = True
+        elif not learned and current < 1.3:  # no figures given: count more generously
             log.warning("the LLM server rejected a prompt as too long for its context (%s); counting tokens "
                         "15%% higher from now on. Check LLM_CONTEXT_TOKENS=%d against the server's context size.",
                         error.detail, self.settings.llm_context_tokens)
-            self._token_scale = (current.scale if current.calibrated else 1.0) * 1.15
-            return True
-        return False
+            self._token_scale = current * 1.15
+            learned = True
+        return learned
 
     async def _generate(
         self,
@@ -401,9 +415,13 @@ class ChatPipeline:
                 if err.kind == "empty" and not parts:
                     error = await self._diagnose_empty(prompt, err)
                 log.warning("LLM answer failed: %s", error.detail)
-            if parts or error is None or error.kind != "context" or attempt or not self._learn_context(error):
+            if parts or error is None or error.kind != "context" or attempt or not self._learn_context(error, prompt):
                 break
-            prompt = self._assemble(question, query, turns, hits, compact, self.counter)
+            try:
+                prompt = self._assemble(question, query, turns, hits, compact, self.counter)
+            except ConfigError as exc:  # the server's window is too small for any prompt of ours
+                log.warning("no prompt fits the LLM server's context: %s", exc)
+                break
         tail = take(filt.flush())
         if tail:
             yield Token(tail)

@@ -189,8 +189,6 @@ class _Handler(BaseHTTPRequestHandler):
     def do_GET(self) -> None:
         fake: FakeLLMServer = self.server.fake
         if self.path.rstrip("/") in ("/v1/models", "/models"):
-            fake.requests.append(Recorded("GET", self.path, {k.lower(): v for k, v in self.headers.items()}, None,
-                                          time.monotonic()))
             if fake.models is None:
                 self._json(404, {"error": {"message": "no such route", "type": "not_found"}})
                 return
@@ -214,7 +212,7 @@ class _Handler(BaseHTTPRequestHandler):
             self._json(200, {"ok": True})
             return
         if self.path == "/extras/tokenize/count" and fake.tokenizer:
-            fake.requests.append(Recorded("POST", self.path, {}, body, time.monotonic()))
+            fake.tokenize_requests.append(Recorded("POST", self.path, {}, body, time.monotonic()))
             self._json(200, {"count": count_tokens(str((body or {}).get("input", "")), fake.token_factor)})
             return
         if self.path not in CHAT_PATHS:
@@ -398,7 +396,8 @@ class FakeLLMServer:
         self._thread: threading.Thread | None = None
         self._actions: deque[tuple[Any, ...]] = deque()
         self._lock = threading.Lock()
-        self.requests: list[Recorded] = []
+        self.requests: list[Recorded] = []  # chat requests
+        self.tokenize_requests: list[Recorded] = []
         self.require_key: str | None = None
         self.n_ctx: int | None = None  # a context window, enforced like llama.cpp's server
         self.tokenizer = False  # serve POST /extras/tokenize/count
@@ -434,10 +433,6 @@ class FakeLLMServer:
         with self._lock:
             self._actions.clear()
         self.requests.clear()
-
-    @property
-    def tokenize_requests(self) -> list[Recorded]:
-        return [r for r in self.requests if r.path == "/extras/tokenize/count"]
 
     @property
     def chat_requests(self) -> list[Recorded]:

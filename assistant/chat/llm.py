@@ -327,10 +327,14 @@ class LLMClient:
         `context_length_exceeded`), and before evaluating anything, so the check is fast then.
         Returns the context error, or None when the prompt was accepted (the model just said nothing).
         """
-        try:
-            await self.complete(messages, max_tokens=1)
-        except LLMError as err:
-            return err if err.kind == "context" else None
+        for attempt in range(2):
+            try:
+                await self.complete(messages, max_tokens=1)
+            except LLMError as err:
+                if err.kind == "connection" and not attempt:
+                    continue  # llama.cpp leaves the empty stream's keep-alive connection dead: a new one
+                return err if err.kind == "context" else None
+            return None
         return None
 
     async def complete(self, messages: list[dict[str, str]], *, max_tokens: int, temperature: float = 0.0) -> str:

@@ -303,6 +303,9 @@ class _Handler(BaseHTTPRequestHandler):
 
         if not stream:
             text = "".join(pieces)
+            wait = sum(delay) if isinstance(delay, list | tuple) else float(delay)
+            if wait and self.server.fake.stopping.wait(wait):  # the time a model takes to write it
+                return
             self._json(200, {
                 "id": "chatcmpl-fake",
                 "object": "chat.completion",

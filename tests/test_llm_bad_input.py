@@ -206,13 +206,13 @@ async def test_server_tokenizer_keeps_a_prompt_inside_a_tight_window(llm_server:
         answer, pipeline = await ask(llm_server, check=True, llm_context_tokens=1024, llm_max_answer_tokens=300)
     assert answer.kind == "generated" and answer.text == "Render gives 512 MB [1]." and not answer.notices
     if tokenizer:
-        (request,) = llm_server.chat_requests  # right the first time: no overflow, no retry
+        assert len(llm_server.chat_requests) == 1  # right the first time: no overflow, no retry
         assert len(llm_server.tokenize_requests) == 2  # the calibration at start and the check of this prompt
         assert pipeline.counter.calibrated and pipeline.counter.scale > 1.8
         assert "prompt budgets use the tokenizer of" in caplog.text
     else:
         first, probe, retry = llm_server.chat_requests
-        assert not probe.stream and "set LLM_CONTEXT_TOKENS=1000" in caplog.text
+        assert first.stream and not probe.stream and retry.stream and "set LLM_CONTEXT_TOKENS=1000" in caplog.text
         assert "exposes no tokenizer" in caplog.text
 
 

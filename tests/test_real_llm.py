@@ -15,6 +15,7 @@ not asserted here (bounds below only catch hangs).
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 import time
 from typing import Any
@@ -41,7 +42,7 @@ def settings_for(server: LlamaServer, **changes: Any) -> Settings:
     base = Settings(sample_docs=False, openai_api_key="any-value", openai_base_url=server.base_url,
                     llm_model=server.model, llm_context_tokens=N_CTX, llm_max_answer_tokens=64,
                     llm_timeout=120.0, llm_deadline=600.0, llm_max_retries=0)
-    return Settings(**{**base.__dict__, **changes})
+    return dataclasses.replace(base, **changes)
 
 
 async def run(pipeline: ChatPipeline, question: str, history: list[dict] | None = None
@@ -103,8 +104,11 @@ async def test_overflow_is_answered_within_the_servers_window(llama_server: Llam
                                                               caplog: pytest.LogCaptureFixture) -> None:
     # LLM_CONTEXT_TOKENS says 8192, the server holds 2048: the first prompt overflows.
     pipeline = ChatPipeline(FakeRetriever(), settings_for(llama_server, llm_context_tokens=8192))
-    history = [{"role": "user", "content": "Tell me about deploying this assistant with little memory. " * 300},
-               {"role": "assistant", "content": "It runs in 512 MB."}]
+    # Two turns of 8,000 characters (the most a history message keeps), ~1,600 tokens each: the first
+    # prompt is ~3,600 tokens; within 2,048 neither turn fits, so the retry is short.
+    long_turn = "Tell me about deploying this assistant with little memory. " * 140
+    history = [{"role": "user", "content": long_turn}, {"role": "assistant", "content": "It runs in 512 MB."},
+               {"role": "user", "content": long_turn}, {"role": "assistant", "content": "Use the free plan."}]
     try:
         with caplog.at_level(logging.INFO):
             _, answer = await run(pipeline, QUESTION, history)

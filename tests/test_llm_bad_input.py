@@ -154,6 +154,17 @@ async def test_200_with_no_events_is_diagnosed_then_reported_as_empty(llm_server
 
 
 @pytest.mark.asyncio
+async def test_a_stream_with_events_but_no_text_is_not_diagnosed(llm_server: FakeLLMServer,
+                                                                  caplog: pytest.LogCaptureFixture) -> None:
+    llm_server.script(("answer", ["", " "]))  # role chunk, blank content, finish_reason "stop", [DONE]
+    answer, _ = await ask(llm_server)
+    assert answer.kind == "extractive"
+    assert answer.notices == ["The language model returned an empty answer; showing a retrieval-only answer."]
+    assert len(llm_server.chat_requests) == 1  # the model spoke, it just said nothing: no second request
+    assert "event(s) but no text" in caplog.text
+
+
+@pytest.mark.asyncio
 async def test_context_overflow_is_retried_within_the_servers_window(llm_server: FakeLLMServer,
                                                                      caplog: pytest.LogCaptureFixture) -> None:
     llm_server.n_ctx = 1024  # LLM_CONTEXT_TOKENS says 8192: the operator's mistake

@@ -53,6 +53,7 @@ class LLMError(AssistantError):
         self.detail = detail or message
         self.context_limit = context_limit  # the server's context window, when its error said it
         self.prompt_tokens: int | None = None  # the rejected prompt's size in the server's tokens, if said
+        self.events: int | None = None  # for kind="empty": stream events received (0: nothing at all)
 
 
 @dataclass
@@ -204,8 +205,10 @@ def deadline_error(settings: Settings) -> LLMError:
 def empty_error(settings: Settings, events: int) -> LLMError:
     """The error for a stream that carried no answer text at all."""
     what = "no events at all" if events == 0 else f"{events} event(s) but no text"
-    return LLMError("The language model returned an empty answer", kind="empty",
-                    detail=f"{_where(settings)} answered HTTP 200 with {what}")
+    error = LLMError("The language model returned an empty answer", kind="empty",
+                     detail=f"{_where(settings)} answered HTTP 200 with {what}")
+    error.events = events
+    return error
 
 
 async def _before(deadline: float, awaitable: Awaitable[T], settings: Settings) -> T:

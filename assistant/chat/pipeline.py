@@ -412,7 +412,7 @@ class ChatPipeline:
                             finish = delta.finish_reason
             except LLMError as err:
                 error = err
-                if err.kind == "empty" and not parts:
+                if err.kind == "empty" and err.events == 0 and not parts:  # llama.cpp's overflow looks so
                     error = await self._diagnose_empty(prompt, err)
                 log.warning("LLM answer failed: %s", error.detail)
             if parts or error is None or error.kind != "context" or attempt or not self._learn_context(error, prompt):

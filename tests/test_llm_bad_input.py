@@ -161,7 +161,7 @@ async def test_a_stream_with_events_but_no_text_is_not_diagnosed(llm_server: Fak
     assert answer.kind == "extractive"
     assert answer.notices == ["The language model returned an empty answer; showing a retrieval-only answer."]
     assert len(llm_server.chat_requests) == 1  # the model spoke, it just said nothing: no second request
-    assert "event(s) but no text" in caplog.text
+    assert "answer held only blanks" in caplog.text
 
 
 @pytest.mark.asyncio

@@ -429,6 +429,8 @@ class ChatPipeline:
             notices.append("Your question was shortened to fit the language model's context window.")
 
         if not parts:
+            if error is None:
+                log.warning("the LLM's answer held only blanks or removed citations (finish_reason=%s)", finish)
             reason = str(error) if error else "The language model returned an empty answer"
             notices.append(f"{reason}; showing a retrieval-only answer.")
             answer = self._extractive(query, result, compact, llm_failed=True)

@@ -85,25 +85,33 @@ def token_ratios(base_url: str) -> list[list[object]]:
     return rows
 
 
-def fixed_hits(kind: str) -> list:
+def fixed_hits(kind: str, shift: int) -> list:
+    """Five passages; `shift` changes them (or their order) per run, so no run reuses the server's
+    prompt cache beyond the system prompt (each real question retrieves different passages)."""
+    import dataclasses
+
     from assistant.retrieval.types import Hit
     from tests.test_chat_pipeline import make_hits
 
     if kind == "short":
-        return make_hits()
+        hits = make_hits()
+        hits = hits[shift % 5:] + hits[:shift % 5]
+        return [dataclasses.replace(h, rank=i) for i, h in enumerate(hits, start=1)]
+    files = sorted((REPO / "assistant" / "sample_docs").glob("*.md"))
+    chosen = [files[(shift * 5 + j) % len(files)] for j in range(5)]
     hits = []
-    for i, path in enumerate(sorted((REPO / "assistant" / "sample_docs").glob("*.md"))[:5], start=1):
+    for i, path in enumerate(chosen, start=1):
         text = path.read_text()[:1600]
         hits.append(Hit(chunk_id=i, document_id=i, rank=i, score=1 / i, title=path.stem, source=str(path),
                         text=text, heading_path=[path.stem], similarity=0.9))
     return hits
 
 
-async def one_turn(settings, kind: str, question: str) -> dict[str, float]:
+async def one_turn(settings, kind: str, question: str, shift: int) -> dict[str, float]:
     from assistant.chat import Answer, ChatPipeline, Token
     from tests.test_chat_pipeline import FakeRetriever
 
-    pipeline = ChatPipeline(FakeRetriever(fixed_hits(kind)), settings)
+    pipeline = ChatPipeline(FakeRetriever(fixed_hits(kind, shift)), settings)
     await asyncio.to_thread(pipeline.check_llm)
     started = time.perf_counter()
     first = None
@@ -143,7 +151,7 @@ def main() -> None:
                             llm_timeout=300.0, llm_deadline=900.0, llm_max_retries=0)
         rows = []
         for kind in ("short", "full"):
-            results = [asyncio.run(one_turn(settings, kind, QUESTIONS[i % len(QUESTIONS)]))
+            results = [asyncio.run(one_turn(settings, kind, QUESTIONS[i % len(QUESTIONS)], i))
                        for i in range(args.runs)]
             ttft = [r["ttft"] for r in results]
             total = [r["total"] for r in results]
@@ -163,7 +171,8 @@ def main() -> None:
         f"n_ctx {N_CTX}, --n_threads 1 --n_threads_batch 2, LLM_MAX_ANSWER_TOKENS=96)\n\n"
         + timing
         + "\n\nshort = five one-line passages (~600-token prompt); full = five sample-guide passages, the "
-        "prompt filled to the 2048-token window by the budget. TTFT = `run()` called -> first Token (prompt "
+        "prompt filled to the 2048-token window by the budget; each run has other passages (or another order), "
+        "so only the system prompt comes from llama.cpp's prompt cache. TTFT = `run()` called -> first Token (prompt "
         "budget, one call to the server's tokenizer, prompt evaluation); total = until the Answer. Prompt "
         "evaluation dominates TTFT, so it grows with the prompt and with the machine's load."
     )

@@ -40,6 +40,7 @@ from assistant.ui.page import install_offline_page  # noqa: E402
 from assistant.ui.runtime import Runtime  # noqa: E402
 from assistant.ui.upload_routes import install_upload_routes  # noqa: E402
 from assistant.ui.user_scope import install_user_scope  # noqa: E402
+from assistant.ui.watermark import install_watermark  # noqa: E402
 
 if TYPE_CHECKING:
     from assistant.datalayer import ChatDataLayer
@@ -71,6 +72,7 @@ install_healthz(server_app, HealthChecker(lambda: runtime))
 enable_password_login(settings)  # ASSISTANT_USERS set: Chainlit's login form; else an open chat
 install_user_scope(server_app)  # history and ratings are read and changed only by their owner
 install_offline_page(server_app)  # the page asks no third party for anything (KaTeX, fonts), og tags
+install_watermark(server_app, settings.llm_enabled)  # no "LLMs can make mistakes" without an LLM
 
 
 @cl.data_layer

@@ -31,6 +31,7 @@ def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line("markers", "browser: drives a real headless Chromium")
     config.addinivalue_line("markers", "slow: takes more than a few seconds")
     config.addinivalue_line("markers", "reliability: fault injection, load and fuzzing (slower; .ci/run runs them)")
+    config.addinivalue_line("markers", "real_llm: a real llama.cpp server (tests/llama_server.py); skipped without it")
 
 
 @pytest.fixture(scope="session")

@@ -385,10 +385,10 @@ async def test_database_going_away_between_two_messages(sample_database: str, tm
 
 
 @pytest.mark.parametrize("script,notice", [
-    (("status", 401), "rejected the API key"),
+    (("status", 401), "rejected this site\\'s API key"),
     (("status", 429), "rate limited"),
-    (("status", 500), "HTTP 500"),
-    (("stall", 3.0), "timed out"),
+    (("status", 500), "service failed"),
+    (("stall", 3.0), "did not answer in time"),
     (("cut", "According to the documentation, you [1]"), "cut off"),
 ])
 async def test_llm_failures_become_one_notice_line(script: tuple, notice: str, llm_server: Any,

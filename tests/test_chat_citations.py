@@ -89,8 +89,34 @@ def test_also_retrieved_and_strip_citations() -> None:
     assert strip_citations("Use it [1]. Really [2, 3]!") == "Use it. Really!"
 
 
+def test_removed_group_keeps_closing_emphasis_and_quotes_glued_to_their_word() -> None:
+    assert parse_citations("It is **fast [9]**.", 2).text == "It is **fast**."
+    assert parse_citations("It is **fast [9]** and small.", 2).text == "It is **fast** and small."
+    assert parse_citations('He said "it works [9]" and left.', 2).text == 'He said "it works" and left.'
+    assert parse_citations("It is _done [7]_ now", 2).text == "It is _done_ now"
+    assert parse_citations("It is \u201cdone [7]\u201d now", 2).text == "It is \u201cdone\u201d now"
+    # An opening delimiter after a removed group keeps its space.
+    assert parse_citations('as [9] "quoted" text and [9] **bold**', 2).text == 'as "quoted" text and **bold**'
+
+
+def test_a_citation_written_as_inline_code_is_a_citation() -> None:
+    r = parse_citations("See `[2]` and `[9]`, also `[1, 7]`.", 2)
+    assert r.text == "See [2] and, also [1]."
+    assert r.cited == [2, 1] and r.invalid == [9, 7]
+    # Real code stays code, even with brackets and numbers in it.
+    for code in ("`items[1]`", "`[x]`", "`a[0] = [9]`", "`` `[3]` ``", "`[1`"):
+        assert parse_citations(f"code {code} stays", 2).text == f"code {code} stays"
+
+
+def test_zero_negative_and_huge_numbers_are_removed() -> None:
+    r = parse_citations("A [0]. B [-1]. C [999999999999]. D [1].", 2)
+    assert r.text == "A. B. C. D [1]."
+    assert r.cited == [1] and 0 in r.invalid and 999999999999 in r.invalid
+
+
 _pieces = st.sampled_from(
-    ["Install", " with", " pip", " ", "[", "1", "2", "9", "]", ",", ".", "\n", "`", "x", "[1]", "[9]"]
+    ["Install", " with", " pip", " ", "[", "1", "2", "9", "]", ",", ".", "\n", "`", "x", "[1]", "[9]", "**", "\"",
+     "_", "-1", "0"]
 )
 
 

@@ -95,5 +95,6 @@ async def test_no_history_means_no_llm_call(llm_server: FakeLLMServer) -> None:
 @pytest.mark.asyncio
 async def test_llm_condense_error_is_raised_for_the_pipeline(llm_server: FakeLLMServer) -> None:
     llm_server.script(("status", 500))
-    with pytest.raises(LLMError, match="HTTP 500"):
+    with pytest.raises(LLMError, match="service failed") as info:
         await _condense(llm_server, "and how do I undo that?", HISTORY)
+    assert "HTTP 500" in info.value.detail

@@ -50,7 +50,7 @@ async def test_endless_stream_is_cut_at_the_deadline_and_the_partial_answer_kept
     assert elapsed < HANG_BOUND
     assert answer.kind == "generated" and answer.truncated
     assert answer.text.startswith("and it keeps going and it keeps going")
-    assert "The answer was cut off (the language model took longer than LLM_DEADLINE=1 s)." in answer.notices
+    assert "The answer was cut off (the language model took too long to answer)." in answer.notices
     # The client hung up: the server's endless loop stopped writing.
     sent = llm_server.streamed
     time.sleep(0.3)
@@ -68,7 +68,7 @@ async def test_endless_fast_stream_is_cut_at_the_token_cap(llm_server: FakeLLMSe
     requested = llm_server.chat_requests[0].body["max_tokens"]
     assert requested <= 40
     assert answer.truncated and answer.kind == "generated"
-    assert "The answer reached its length limit (LLM_MAX_ANSWER_TOKENS) and was cut off." in answer.notices
+    assert "The answer reached its length limit and was cut off." in answer.notices
     words = pipeline.counter.count(answer.text)
     assert requested < words <= 2 * requested + 32 + 1  # cut at the safety net, not before the request's own limit
 
@@ -82,7 +82,7 @@ async def test_slow_trickle_under_the_chunk_timeout_is_cut_at_the_deadline(llm_s
     assert answer.kind == "generated" and answer.truncated
     assert answer.text.startswith("Render gives 512 MB [1] and then") and len(answer.text) < len(text)
     assert answer.cited == [1] and not answer.unsupported
-    assert any("LLM_DEADLINE=1 s" in n for n in answer.notices)
+    assert "The answer was cut off (the language model took too long to answer)." in answer.notices
 
 
 @pytest.mark.asyncio
@@ -91,9 +91,7 @@ async def test_deadline_before_the_first_token_gives_a_retrieval_only_answer(llm
     answer, elapsed = await ask(llm_server, llm_timeout=10.0, llm_deadline=1.0)
     assert elapsed < HANG_BOUND
     assert answer.kind == "extractive" and answer.text.startswith(LABEL_LLM_DOWN) and "[1]" in answer.text
-    assert answer.notices == [
-        "The language model took longer than LLM_DEADLINE=1 s; showing a retrieval-only answer."
-    ]
+    assert answer.notices == ["The language model took too long to answer; showing a retrieval-only answer."]
 
 
 @pytest.mark.asyncio
@@ -105,7 +103,7 @@ async def test_deadline_also_bounds_the_follow_up_condensing(llm_server: FakeLLM
     assert elapsed < HANG_BOUND
     assert len(llm_server.chat_requests) == 1  # the answer is not attempted after the condense failed
     assert answer.kind == "extractive" and "Render" in answer.query
-    assert any("LLM_DEADLINE=1 s" in n for n in answer.notices)
+    assert any("took too long" in n for n in answer.notices)
 
 
 # -- retries, counted at the server ------------------------------------------------------------
@@ -116,13 +114,13 @@ async def test_deadline_also_bounds_the_follow_up_condensing(llm_server: FakeLLM
     ("actions", "retries", "requests", "kind", "needle"),
     [
         ([("status", 500), ("status", 500), ("answer", "512 MB [1].")], 2, 3, "generated", None),
-        ([("status", 500)] * 3, 2, 3, "extractive", "HTTP 500"),
-        ([("status", 503)] * 2, 1, 2, "extractive", "HTTP 503"),
-        ([("status", 401)] * 3, 2, 1, "extractive", "check OPENAI_API_KEY"),  # never retried
-        ([("status", 400, "bad prompt")] * 3, 2, 1, "extractive", "bad prompt"),  # never retried
+        ([("status", 500)] * 3, 2, 3, "extractive", "service failed"),
+        ([("status", 503)] * 2, 1, 2, "extractive", "service failed"),
+        ([("status", 401)] * 3, 2, 1, "extractive", "API key"),  # never retried
+        ([("status", 400, "bad prompt")] * 3, 2, 1, "extractive", "rejected the request"),  # never retried
         ([("drop",), ("answer", "512 MB [1].")], 1, 2, "generated", None),
         ([("stall", 3), ("stall", 3), ("answer", "512 MB [1].")], 2, 3, "generated", None),
-        ([("stall", 3)] * 2, 1, 2, "extractive", "timed out after 0.3 s"),
+        ([("stall", 3)] * 2, 1, 2, "extractive", "did not answer in time"),
     ],
     ids=["500-500-ok", "500x3", "503x2", "401", "400", "drop-ok", "timeout-timeout-ok", "timeout-x2"],
 )
@@ -158,7 +156,7 @@ async def test_malformed_event_mid_stream_keeps_the_partial_answer(llm_server: F
     answer, _ = await ask(llm_server)
     assert answer.kind == "generated" and answer.truncated
     assert answer.text == "Render gives 512 MB [1]" and answer.cited == [1]
-    assert any("sent a malformed answer; check OPENAI_BASE_URL" in n for n in answer.notices)
+    assert "The answer was cut off (the language model sent a reply that could not be read)." in answer.notices
 
 
 @pytest.mark.asyncio
@@ -166,16 +164,18 @@ async def test_malformed_stream_before_any_text_falls_back(llm_server: FakeLLMSe
     llm_server.script(("badsse", ""))
     answer, _ = await ask(llm_server)
     assert answer.kind == "extractive" and "[1]" in answer.text
-    assert "malformed answer" in answer.notices[0]
+    assert "could not be read" in answer.notices[0]
 
 
 @pytest.mark.asyncio
-async def test_error_event_mid_stream_is_a_cut_with_the_servers_reason(llm_server: FakeLLMServer) -> None:
+async def test_error_event_mid_stream_is_a_cut_with_the_servers_reason_in_the_log(
+        llm_server: FakeLLMServer, caplog: pytest.LogCaptureFixture) -> None:
     llm_server.script(("error_event", "Render gives 512 MB [1] and", "model overloaded"))
     answer, _ = await ask(llm_server)
     assert answer.kind == "generated" and answer.truncated
     assert answer.text == "Render gives 512 MB [1] and"
-    assert any(n.startswith("The answer was cut off") and "model overloaded" in n for n in answer.notices)
+    assert "The answer was cut off (the language model reported an error)." in answer.notices
+    assert "model overloaded" in caplog.text
 
 
 # -- citations ---------------------------------------------------------------------------------
@@ -218,7 +218,7 @@ async def test_every_message_is_answered_during_an_llm_outage_and_after_it(llm_s
             _, answer = await collect(pipeline, f"{QUESTION} ({i})")
             slowest = max(slowest, time.monotonic() - started)
             assert answer.kind == "extractive" and answer.text.startswith(LABEL_LLM_DOWN)
-            assert "HTTP 500" in answer.notices[0]
+            assert "service failed" in answer.notices[0]
         assert len(llm_server.chat_requests) == messages * (retries + 1)
         _, healed = await collect(pipeline, QUESTION)  # the script is used up: the server answers again
     finally:

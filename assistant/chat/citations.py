@@ -10,7 +10,11 @@ that incrementally, so the UI can show tokens as they arrive and never flash a b
   together with the space before it, so "works [9]." becomes "works.";
 - a `[` at the end of a chunk is held back until the group is complete ("[", "1", "]" arrive as
   three chunks and come out as one `[1]`);
-- text inside code spans and fenced code blocks is never touched (`items[1]` is code, not a citation);
+- text inside code spans and fenced code blocks is never touched (`items[1]` is code, not a citation),
+  except a code span holding nothing but a citation (`` `[2]` ``): models format citations that way,
+  and left as code a bogus number would survive and a valid one would not link;
+- the space before a removed group is also dropped before a closing `**`, `_` or quote, so
+  "**fast [9]**" becomes "**fast**" (not "**fast **", which Markdown no longer reads as bold);
 - anything else in brackets (`[x]`, `[see above]`, Markdown link text) passes through unchanged.
 
 `parse_citations` runs the same filter over a complete text, so both paths agree.
@@ -23,15 +27,24 @@ from dataclasses import dataclass, field
 
 _GROUP_CHARS = frozenset("0123456789 ,;-\u2013")
 _GROUP = re.compile(r"\s*\d+(?:\s*[-\u2013]\s*\d+)?(?:\s*(?:[,;]\s*|\s)\s*\d+(?:\s*[-\u2013]\s*\d+)?)*\s*")
+_NEGATIVE = re.compile(r"\s*-\s*(\d+)\s*")
 _ITEM = re.compile(r"(\d+)(?:\s*[-\u2013]\s*(\d+))?")
 _MAX_GROUP = 40  # longer bracket contents are never a citation group
 _MAX_RANGE = 20
-_CLOSE_PUNCT = frozenset(".,;:!?)")
+_CLOSE_PUNCT = frozenset(".,;:!?)]}\u201d\u2019\u00bb")
+_DELIMS = frozenset("*_\"'~")  # emphasis and quotes: closing ones must stay glued to their word
+_CODE_CITATION = re.compile(r"\[([^\[\]]*)\]")
 _ANY_GROUP = re.compile(r"\s?\[" + _GROUP.pattern + r"\]")
 
 
 def _numbers(inner: str) -> list[int] | None:
-    """The numbers of a citation group's inside ("1, 2", "1-3"), or None when it is not one."""
+    """The numbers of a citation group's inside ("1, 2", "1-3"), or None when it is not one.
+
+    A lone negative number ("[-1]") is a (bogus) citation too; "[-1, 1]" is an interval, not one.
+    """
+    negative = _NEGATIVE.fullmatch(inner)
+    if negative:
+        return [-int(negative.group(1))]
     if not _GROUP.fullmatch(inner):
         return None
     out: list[int] = []
@@ -65,6 +78,8 @@ class StreamingCitationFilter:
         self._fence = False  # inside ``` code block
         self._inline = 0  # length of the backtick run that opened an inline code span
         self._after_removed = False
+        self._delim = ""  # emphasis/quote characters after a removed group, held until we know they close
+        self._code: str | None = None  # an inline code span held while it may be a citation (`[2]`)
 
     # -- public ----------------------------------------------------------------------------
 
@@ -82,6 +97,11 @@ class StreamingCitationFilter:
     def flush(self) -> str:
         """End of output: release held text. A dangling partial group like "[1" is dropped."""
         self._resolve_ticks()
+        self._release_code()
+        if self._delim:
+            self._ws = ""  # closing delimiters at the very end
+            held, self._delim = self._delim, ""
+            self._emit(held)
         if self._bracket is not None:
             held, self._bracket = self._bracket, None
             if not all(c in _GROUP_CHARS for c in held[1:]) or not any(c.isdigit() for c in held):
@@ -119,11 +139,45 @@ class StreamingCitationFilter:
         elif self._inline:
             if n == self._inline:
                 self._inline = 0
+                if self._code is not None:
+                    self._close_code(n)
+                    return
+            else:
+                self._release_code()
         elif n >= 3:
             self._fence = True
         else:
             self._inline = n
+            self._flush_delim(" ")
+            self._code = "`" * n  # held: it may be a citation written as code
+            return
         self._emit("`" * n)
+
+    def _release_code(self) -> None:
+        """The held code span is code after all: show it as it came."""
+        if self._code is not None:
+            held, self._code = self._code, None
+            self._emit(held)
+
+    def _close_code(self, n: int) -> None:
+        held, self._code = self._code or "", None
+        inner = held[n:]
+        found = _CODE_CITATION.fullmatch(inner.strip())
+        if found and _numbers(found.group(1)) is not None:
+            self._bracket = "[" + found.group(1)
+            self._close_bracket()
+        else:
+            self._emit(held + "`" * n)
+
+    def _flush_delim(self, following: str) -> None:
+        """Emit held emphasis/quote characters; they close (and lose the space before) if `following`
+        is a space, punctuation or a line end."""
+        if not self._delim:
+            return
+        held, self._delim = self._delim, ""
+        if following.isspace() or following in _CLOSE_PUNCT:
+            self._ws = ""
+        self._emit(held)
 
     def _abort_bracket(self) -> None:
         held, self._bracket = self._bracket, None
@@ -138,10 +192,23 @@ class StreamingCitationFilter:
             return
         if self._ticks:
             self._resolve_ticks()
+        if self._code is not None:
+            if (ch in _GROUP_CHARS or ch in "[]") and len(self._code) < _MAX_GROUP:
+                self._code += ch
+                return
+            self._release_code()
         if self._fence or self._inline:
             if self._inline and ch == "\n" and self._last == "\n":
                 self._inline = 0  # a blank line ends an unclosed inline span
             self._emit(ch)
+            return
+        if self._delim:
+            if ch in _DELIMS:
+                self._delim += ch
+                return
+            self._flush_delim(ch)
+        elif ch in _DELIMS and self._after_removed and self._ws and self._bracket is None:
+            self._delim = ch
             return
         if self._bracket is not None:
             if ch == "]":

@@ -1,7 +1,8 @@
 """Follow-up questions made searchable: "and how do I undo that?" needs the conversation.
 
-With an LLM, the condense prompt asks it to rewrite the follow-up as a standalone question (and to
-return standalone questions unchanged). Without one, a rule decides: a question that is short,
+With an LLM, a question that looks like a follow-up is rewritten by the model as a standalone
+question; the rewrite must pass `check_rewrite` (one short question-like line in the conversation's
+words) or the rule's rewrite is used instead. Without one, a rule decides: a question that is short,
 refers back ("it", "that", "those") or opens like a continuation ("and ...", "what about ...") gets
 the key terms of the previous user question added, so the search has a subject; a question that
 already stands alone is kept as typed.
@@ -9,7 +10,9 @@ already stands alone is kept as typed.
 
 from __future__ import annotations
 
+import logging
 import re
+from dataclasses import dataclass
 
 from assistant.chat.extractive import key_terms, stem, terms
 from assistant.chat.llm import LLMClient
@@ -28,6 +31,8 @@ _DROP_OPENER = re.compile(r"^\s*(?:and|but|also|so|then|plus)\b[\s,]*", re.IGNOR
 _WORDS = re.compile(r"[\w']+", re.UNICODE)
 MIN_STANDALONE_TERMS = 3
 CONDENSE_MAX_TOKENS = 120
+
+log = logging.getLogger(__name__)
 
 
 def previous_user_questions(history: list[dict]) -> list[str]:
@@ -68,15 +73,71 @@ def rule_based_rewrite(question: str, history: list[dict]) -> str:
     return f"{body} ({' '.join(context[:8])})"
 
 
-def _clean_llm_query(text: str) -> str:
-    """First non-empty line of the model's reply, without labels, quotes or Markdown."""
+_LABEL = re.compile(r"^(standalone question|rewritten question|question)\s*:\s*", re.IGNORECASE)
+_LIST_ITEM = re.compile(r"^(?:\d{1,3}[.)]|[-*+\u2022])\s")
+_QUESTION_WORDS = frozenset(
+    "what how why when where which who whom whose can could does do did is are was were should would will "
+    "may might must shall has have had list explain show tell give describe compare".split()
+)
+_QUESTION_MARKS = ("?", "\uff1f", "\u061f")  # ASCII, full-width, Arabic
+MAX_REWRITE_CHARS = 300
+
+
+@dataclass
+class Condensed:
+    """The query to search with and how it came about (for the UI's step and the log)."""
+
+    query: str
+    method: str | None = None  # "llm" | "rule" | None (no rewrite attempted: not a follow-up)
+    rejected: str | None = None  # why the LLM's rewrite was not used
+
+
+def _reply_lines(text: str) -> list[str]:
+    """The model's non-empty lines without labels, quotes or Markdown emphasis."""
+    lines = []
     for line in text.splitlines():
         line = line.strip().strip("`*_").strip()
-        line = re.sub(r"^(standalone question|rewritten question|question)\s*:\s*", "", line, flags=re.IGNORECASE)
-        line = line.strip().strip("\"'\u201c\u201d\u2018\u2019").strip()
+        line = _LABEL.sub("", line).strip().strip("\"'\u201c\u201d\u2018\u2019").strip()
         if line:
-            return " ".join(line.split())
-    return ""
+            lines.append(" ".join(line.split()))
+    return lines
+
+
+def _clean_llm_query(text: str) -> str:
+    """First non-empty line of the model's reply, without labels, quotes or Markdown."""
+    lines = _reply_lines(text)
+    return lines[0] if lines else ""
+
+
+def _stems(text: str) -> set[str]:
+    return {stem(w.lower()) for w in terms(text)}
+
+
+def check_rewrite(reply: str, question: str, history: list[dict]) -> tuple[str, str | None]:
+    """The model's rewrite if it is usable as a search query, else ("", why not).
+
+    Usable: one line (a model that answers or lists options writes several), not a list item,
+    question-like (ends with a question mark or opens with a question word), bounded in length,
+    and made of the conversation's words (at least one shared term, most of its terms known).
+    """
+    lines = _reply_lines(reply)
+    if not lines:
+        return "", "empty reply"
+    if len(lines) > 1:
+        return "", f"{len(lines)} lines"
+    line = lines[0]
+    if _LIST_ITEM.match(line):
+        return "", "a list item"
+    if len(line) > min(MAX_REWRITE_CHARS, 3 * len(question) + 120):
+        return "", f"{len(line)} characters"
+    first = (_WORDS.findall(line.lower()) or [""])[0]
+    if not line.rstrip().endswith(_QUESTION_MARKS) and first not in _QUESTION_WORDS:
+        return "", "not a question"
+    conversation = _stems(question) | set().union(*(_stems(t["content"]) for t in clean_history(history)))
+    mine = _stems(line)
+    if mine and (not mine & conversation or len(mine & conversation) < 0.4 * len(mine)):
+        return "", "words not from the conversation"
+    return line, None
 
 
 def same_question(a: str, b: str) -> bool:
@@ -85,6 +146,38 @@ def same_question(a: str, b: str) -> bool:
         return " ".join(_WORDS.findall(s.lower()))
 
     return norm(a) == norm(b)
+
+
+async def condense(
+    question: str,
+    history: list[dict],
+    *,
+    llm: LLMClient | None,
+    prompts: PromptSet,
+    counter: TokenCounter,
+    context_tokens: int,
+) -> Condensed:
+    """The standalone query to search with, and whether the LLM or the rule made it.
+
+    The LLM is asked only for follow-ups: a question that already stands alone is searched as
+    typed (asking a slow model costs seconds for nothing). A rewrite that fails `check_rewrite`
+    is replaced by the rule's. Raises LLMError when the LLM fails; the caller then uses
+    `rule_based_rewrite` (and knows the LLM is down, so it does not wait for it a second time).
+    """
+    question = " ".join(question.split())
+    if not previous_user_questions(history):
+        return Condensed(question)
+    if llm is None:
+        return Condensed(rule_based_rewrite(question, history), "rule")
+    if not looks_like_follow_up(question):
+        return Condensed(question)
+    messages = condense_messages(question, history, prompts=prompts, counter=counter, context_tokens=context_tokens)
+    raw = await llm.complete(messages, max_tokens=CONDENSE_MAX_TOKENS)
+    rewritten, why = check_rewrite(raw, question, history)
+    if not rewritten:
+        log.info("the LLM's follow-up rewrite was not used (%s): %r", why, " ".join(raw.split())[:200])
+        return Condensed(rule_based_rewrite(question, history), "rule", rejected=why)
+    return Condensed(question if same_question(rewritten, question) else rewritten, "llm")
 
 
 async def condense_question(
@@ -96,20 +189,7 @@ async def condense_question(
     counter: TokenCounter,
     context_tokens: int,
 ) -> str:
-    """The standalone query to search with (`question` itself when no rewrite is needed).
-
-    Raises LLMError when the LLM fails; the caller then uses `rule_based_rewrite` (and knows the
-    LLM is down, so it does not wait for it a second time).
-    """
-    question = " ".join(question.split())
-    if not previous_user_questions(history):
-        return question
-    if llm is None:
-        return rule_based_rewrite(question, history)
-    messages = condense_messages(question, history, prompts=prompts, counter=counter, context_tokens=context_tokens)
-    raw = await llm.complete(messages, max_tokens=CONDENSE_MAX_TOKENS)
-    rewritten = _clean_llm_query(raw)
-    # A reply that is empty or rambles (an answer instead of a question) is not a query.
-    if not rewritten or len(rewritten) > 3 * len(question) + 300:
-        return rule_based_rewrite(question, history)
-    return question if same_question(rewritten, question) else rewritten
+    """`condense(...).query`: the standalone query alone."""
+    found = await condense(question, history, llm=llm, prompts=prompts, counter=counter,
+                           context_tokens=context_tokens)
+    return found.query

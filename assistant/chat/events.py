@@ -18,6 +18,7 @@ class QueryRewritten:
 
     original: str
     query: str
+    method: str = "rule"  # "llm" | "rule": who rewrote it
 
 
 @dataclass
@@ -25,6 +26,9 @@ class Retrieved:
     """The retriever's result, before any answer text."""
 
     result: SearchResult
+    search_ms: float | None = None  # the search alone
+    rewrite_ms: float | None = None  # condensing the follow-up before it (None: not attempted)
+    rewrite_method: str | None = None  # "llm" | "rule" (None: not attempted)
 
 
 @dataclass

@@ -13,22 +13,29 @@ from __future__ import annotations
 import asyncio
 import logging
 import re
+import time
 from collections.abc import AsyncIterator
 from contextlib import aclosing
 from pathlib import Path
 from typing import Any, Protocol
 
 from assistant.chat.citations import StreamingCitationFilter, also_retrieved
-from assistant.chat.condense import condense_question, previous_user_questions, rule_based_rewrite
+from assistant.chat.condense import condense, previous_user_questions, rule_based_rewrite
 from assistant.chat.events import Answer, QueryRewritten, Retrieved, Token
 from assistant.chat.extractive import extractive_answer
 from assistant.chat.llm import LLMClient, LLMError
-from assistant.chat.prompts import assemble_answer_prompt, clean_history, load_prompts
-from assistant.chat.tokens import TokenCounter, get_counter
+from assistant.chat.prompts import (
+    AssembledPrompt,
+    assemble_answer_prompt,
+    clean_history,
+    load_prompts,
+    prompt_limit,
+)
+from assistant.chat.tokens import CALIBRATED_MARGIN, MESSAGE_OVERHEAD, REPLY_PRIMING, TokenCounter, get_counter
 from assistant.config import Settings
-from assistant.retrieval.errors import QueryError
+from assistant.retrieval.errors import ConfigError, QueryError
 from assistant.retrieval.sanitize import storable
-from assistant.retrieval.types import SearchResult
+from assistant.retrieval.types import Hit, SearchResult
 
 log = logging.getLogger(__name__)
 
@@ -110,15 +117,30 @@ class ChatPipeline:
         self.llm = llm if llm is not None else (LLMClient(settings) if settings.llm_enabled else None)
         self.prompts = load_prompts(prompts_dir)  # fail at start-up, not at the first question
         self._counter: TokenCounter | None = None
+        self._token_scale: float | None = None  # measured with the server's tokenizer on real prompts
+        self._server_context: int | None = None  # the server's context window, when an overflow told us
         if self.llm is not None:
             self._counter = get_counter(settings.llm_model)  # load the encoding before the first question
 
     @property
     def counter(self) -> TokenCounter:
-        """The token counter for the configured model (loaded once)."""
+        """The token counter for the configured model, calibrated to the server's tokenizer when known."""
         if self._counter is None:
             self._counter = get_counter(self.settings.llm_model)
-        return self._counter
+        server = self.llm.server if self.llm is not None else None
+        scale = self._token_scale or (server.token_scale if server is not None else None)
+        return self._counter.scaled(scale) if scale else self._counter
+
+    @property
+    def context_tokens(self) -> int:
+        """The context window to budget for: LLM_CONTEXT_TOKENS, or less if the server said so."""
+        configured = self.settings.llm_context_tokens
+        return min(configured, self._server_context) if self._server_context else configured
+
+    def check_llm(self) -> None:
+        """Check the LLM endpoint once (blocking; run at start-up, off the event loop). Logs only."""
+        if self.llm is not None:
+            self.llm.check_server()
 
     async def aclose(self) -> None:
         """Close the LLM client if this pipeline created it."""
@@ -149,25 +171,32 @@ class ChatPipeline:
 
         llm_error: LLMError | None = None
         query = q
+        rewrite_ms: float | None = None
+        method: str | None = None
         if previous_user_questions(turns):
+            started = time.perf_counter()
             try:
-                query = await condense_question(
+                found = await condense(
                     q,
                     turns,
                     llm=self.llm,
                     prompts=self.prompts,
                     counter=self.counter if self.llm is not None else TokenCounter("estimate"),
-                    context_tokens=self.settings.llm_context_tokens,
+                    context_tokens=self.context_tokens,
                 )
+                query, method = found.query, found.method
             except LLMError as err:
-                log.warning("condensing the follow-up failed: %s", err)
+                log.warning("condensing the follow-up failed: %s", err.detail)
                 llm_error = err
-                query = rule_based_rewrite(q, turns)
+                query, method = rule_based_rewrite(q, turns), "rule"
+            rewrite_ms = (time.perf_counter() - started) * 1000 if method else None
         if query != q:
-            yield QueryRewritten(original=q, query=query)
+            yield QueryRewritten(original=q, query=query, method=method or "rule")
 
+        started = time.perf_counter()
         result = await self.retriever.asearch(query, k=k or self.settings.top_k, mode=mode, filters=filters)
-        yield Retrieved(result)
+        yield Retrieved(result, search_ms=(time.perf_counter() - started) * 1000, rewrite_ms=rewrite_ms,
+                        rewrite_method=method)
         if result.degraded:
             reason = " ".join((result.degraded_reason or "the embedding service failed").split())
             if len(reason) > 220:
@@ -250,6 +279,81 @@ class ChatPipeline:
                 log.debug("could not list document titles: %s", exc)
         return [f'"{t}"' for t in found[:limit]]
 
+    def _assemble(self, question: str, query: str, turns: list[dict[str, str]], hits: list[Hit],
+                  compact: bool, counter: TokenCounter) -> AssembledPrompt:
+        def build(q: str) -> AssembledPrompt:
+            return assemble_answer_prompt(
+                q,
+                hits,
+                turns,
+                prompts=self.prompts,
+                counter=counter,
+                context_tokens=self.context_tokens,
+                max_answer_tokens=self.settings.llm_max_answer_tokens,
+                compact=compact,
+            )
+
+        prompt = build(question)
+        if query != question and turns and prompt.history_dropped >= len(turns):
+            prompt = build(query)  # the conversation did not fit: the standalone question carries it
+        return prompt
+
+    async def _fit_prompt(self, question: str, query: str, turns: list[dict[str, str]], hits: list[Hit],
+                          compact: bool) -> AssembledPrompt:
+        """The answer prompt within the budget, checked with the server's own tokenizer when it has one.
+
+        The local count is an estimate for most open models; one call to the server's tokenizer
+        per question measures the real size. If it is over, the prompt is rebuilt with the local
+        count scaled to match (and the scale is kept for the next questions).
+        """
+        assert self.llm is not None
+        prompt = self._assemble(question, query, turns, hits, compact, self.counter)
+        text = "\n".join(m["content"] for m in prompt.messages)
+        exact = await self.llm.count_tokens(text)
+        if not exact:
+            return prompt
+        base = self._counter or get_counter(self.settings.llm_model)
+        scale = exact / max(1, base.raw_count(text))
+        self._token_scale = scale
+        total = exact + MESSAGE_OVERHEAD * len(prompt.messages) + REPLY_PRIMING
+        limit = prompt_limit(self.context_tokens, prompt.max_answer_tokens, CALIBRATED_MARGIN)
+        if total > limit:
+            log.info("prompt is %d tokens by the server's tokenizer (budget %d); rebuilding it", total, limit)
+            prompt = self._assemble(question, query, turns, hits, compact, base.scaled(scale * 1.02))
+        return prompt
+
+    def _learn_context(self, error: LLMError, prompt: AssembledPrompt) -> bool:
+        """After an overflow: budget for what the server really holds. True when a retry may fit.
+
+        The server's error usually says its window and the prompt's size in its own tokens: the
+        window replaces LLM_CONTEXT_TOKENS when smaller, and the size calibrates our count.
+        """
+        learned = False
+        limit = error.context_limit
+        if limit and limit < self.context_tokens:
+            log.warning("the LLM server's context window is %d tokens, below LLM_CONTEXT_TOKENS=%d: set "
+                        "LLM_CONTEXT_TOKENS=%d (prompts are cut to fit until then)", limit,
+                        self.settings.llm_context_tokens, limit)
+            self._server_context = limit
+            learned = True
+        base = self._counter or get_counter(self.settings.llm_model)
+        local = base.raw_count("\n".join(m["content"] for m in prompt.messages))
+        current = self.counter.scale if self.counter.calibrated else 1.0
+        if error.prompt_tokens and local:
+            scale = error.prompt_tokens / local * 1.02
+            if scale > current:
+                log.warning("the LLM server counts %.2fx the tokens of the local count (%s); prompts are "
+                            "budgeted with its ratio from now on", scale, base.name)
+                self._token_scale = scale
+                learned = True
+        elif not learned and current < 1.3:  # no figures given: count more generously
+            log.warning("the LLM server rejected a prompt as too long for its context (%s); counting tokens "
+                        "15%% higher from now on. Check LLM_CONTEXT_TOKENS=%d against the server's context size.",
+                        error.detail, self.settings.llm_context_tokens)
+            self._token_scale = current * 1.15
+            learned = True
+        return learned
+
     async def _generate(
         self,
         question: str,
@@ -259,34 +363,16 @@ class ChatPipeline:
         compact: bool,
         notices: list[str],
     ) -> AsyncIterator[Token | Answer]:
-        """Stream an LLM answer; fall back to extractive if nothing arrived."""
+        """Stream an LLM answer; fall back to extractive if nothing arrived.
+
+        An empty stream is diagnosed (llama.cpp's way of rejecting a prompt over its context);
+        an overflow is retried once with a prompt cut to what the server holds.
+        """
         assert self.llm is not None
         hits = result.hits
-        settings = self.settings
-
-        def assemble(q: str) -> Any:
-            return assemble_answer_prompt(
-                q,
-                hits,
-                turns,
-                prompts=self.prompts,
-                counter=self.counter,
-                context_tokens=settings.llm_context_tokens,
-                max_answer_tokens=settings.llm_max_answer_tokens,
-                compact=compact,
-            )
-
-        prompt = assemble(question)
-        if query != question and turns and prompt.history_dropped >= len(turns):
-            prompt = assemble(query)  # the conversation did not fit: the standalone question carries it
-        if "question" in prompt.cut:
-            notices.append("Your question was shortened to fit the language model's context window.")
+        prompt = await self._fit_prompt(question, query, turns, hits, compact)
 
         filt = StreamingCitationFilter(len(prompt.sources))
-        # A safety net for servers that ignore max_tokens and never stop: counted with our own
-        # (possibly different) tokenizer, hence the generous margin over the requested length.
-        token_cap = 2 * prompt.max_answer_tokens + 32
-        streamed_tokens = 0
         parts: list[str] = []
         lead = ""  # leading whitespace is held so that "nothing arrived" means no Token at all
         finish: str | None = None
@@ -303,28 +389,49 @@ class ChatPipeline:
                 parts.append(piece)
             return piece
 
-        try:
-            async with aclosing(self.llm.stream_chat(prompt.messages, max_tokens=prompt.max_answer_tokens)) as stream:
-                async for delta in stream:
-                    if delta.text:
-                        out = take(filt.feed(delta.text))
-                        if out:
-                            yield Token(out)
-                        streamed_tokens += self.counter.count(delta.text)
-                        if streamed_tokens > token_cap:
-                            log.warning("LLM answer passed %d tokens without stopping; cut off", token_cap)
-                            finish = "length"
-                            break
-                    if delta.finish_reason:
-                        finish = delta.finish_reason
-        except LLMError as err:
-            log.warning("LLM answer failed: %s", err)
-            error = err
+        for attempt in range(2):
+            # A safety net for servers that ignore max_tokens and never stop: counted with our own
+            # (possibly different) tokenizer, hence the generous margin over the requested length.
+            token_cap = 2 * prompt.max_answer_tokens + 32
+            streamed_tokens = 0
+            filt = StreamingCitationFilter(len(prompt.sources))
+            finish, error = None, None
+            try:
+                chat = self.llm.stream_chat(prompt.messages, max_tokens=prompt.max_answer_tokens)
+                async with aclosing(chat) as stream:
+                    async for delta in stream:
+                        if delta.text:
+                            out = take(filt.feed(delta.text))
+                            if out:
+                                yield Token(out)
+                            streamed_tokens += self.counter.count(delta.text)
+                            if streamed_tokens > token_cap:
+                                log.warning("LLM answer passed %d tokens without stopping; cut off", token_cap)
+                                finish = "length"
+                                break
+                        if delta.finish_reason:
+                            finish = delta.finish_reason
+            except LLMError as err:
+                error = err
+                if err.kind == "empty" and err.events == 0 and not parts:  # llama.cpp's overflow looks so
+                    error = await self._diagnose_empty(prompt, err)
+                log.warning("LLM answer failed: %s", error.detail)
+            if parts or error is None or error.kind != "context" or attempt or not self._learn_context(error, prompt):
+                break
+            try:
+                prompt = self._assemble(question, query, turns, hits, compact, self.counter)
+            except ConfigError as exc:  # the server's window is too small for any prompt of ours
+                log.warning("no prompt fits the LLM server's context: %s", exc)
+                break
         tail = take(filt.flush())
         if tail:
             yield Token(tail)
+        if "question" in prompt.cut:
+            notices.append("Your question was shortened to fit the language model's context window.")
 
         if not parts:
+            if error is None:
+                log.warning("the LLM's answer held only blanks or removed citations (finish_reason=%s)", finish)
             reason = str(error) if error else "The language model returned an empty answer"
             notices.append(f"{reason}; showing a retrieval-only answer.")
             answer = self._extractive(query, result, compact, llm_failed=True)
@@ -335,7 +442,7 @@ class ChatPipeline:
             return
 
         truncated = False
-        if error is not None:
+        if error is not None and error.kind != "empty":
             truncated = True
             notices.append(f"The answer was cut off ({_lower_first(str(error))}).")
         elif finish is None:
@@ -343,7 +450,8 @@ class ChatPipeline:
             notices.append("The answer was cut off: the connection to the language model ended early.")
         elif finish == "length":
             truncated = True
-            notices.append("The answer reached its length limit (LLM_MAX_ANSWER_TOKENS) and was cut off.")
+            notices.append("The answer reached its length limit and was cut off.")
+            log.info("an answer reached LLM_MAX_ANSWER_TOKENS=%d", self.settings.llm_max_answer_tokens)
         elif finish == "content_filter":
             truncated = True
             notices.append("The language model's content filter stopped the answer.")
@@ -355,10 +463,20 @@ class ChatPipeline:
             kind="generated",
             sources=list(hits),
             cited=list(filt.cited),
-            also_retrieved=also_retrieved(filt.cited, len(hits)),
+            also_retrieved=also_retrieved(filt.cited, len(prompt.sources)),  # only what the model was given
             invalid_citations=list(filt.invalid),
             notices=notices,
             truncated=truncated,
             query=query,
             unsupported=unsupported,
         )
+
+    async def _diagnose_empty(self, prompt: AssembledPrompt, error: LLMError) -> LLMError:
+        """An empty stream is usually a rejected prompt (llama.cpp): ask the server which."""
+        assert self.llm is not None
+        try:
+            found = await self.llm.diagnose_empty(prompt.messages)
+        except Exception as exc:  # the diagnosis is a courtesy; the empty answer stands
+            log.info("could not diagnose the empty LLM stream: %s", exc)
+            return error
+        return found or error

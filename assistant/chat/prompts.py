@@ -40,6 +40,7 @@ LENGTH_RULES = {
 COMPACT_ANSWER_TOKENS = 300  # widget answers are 2-3 sentences; no need to reserve more
 MIN_SOURCE_TOKENS = 48  # below this, a cut source is not worth sending
 MIN_QUESTION_TOKENS = 64
+MIN_ANSWER_TOKENS = 128  # the answer's room shrinks to this before a prompt is declared too big
 
 _PLACEHOLDER = re.compile(r"\{\{|\}\}|\{([A-Za-z_][A-Za-z0-9_]*)\}")
 # Invisible characters (zero-width, direction marks, soft hyphen, BOM) a model reads through:
@@ -178,6 +179,15 @@ def answer_room(context_tokens: int, max_answer_tokens: int, compact: bool) -> i
     return min(room, COMPACT_ANSWER_TOKENS) if compact else room
 
 
+def prompt_limit(context_tokens: int, answer_tokens: int, margin: float) -> int:
+    """Counted tokens the prompt may take: the window minus the answer's room, less the count's margin.
+
+    The margin covers the prompt only: the answer's room is what the request asks for, and a
+    server stops generating at the end of its window rather than rejecting the request.
+    """
+    return int((context_tokens - answer_tokens) * (1 - margin))
+
+
 def assemble_answer_prompt(
     question: str,
     hits: list[Hit],
@@ -191,7 +201,7 @@ def assemble_answer_prompt(
 ) -> AssembledPrompt:
     """Build the answer request within the token budget (see the module docstring for the order)."""
     room = answer_room(context_tokens, max_answer_tokens, compact)
-    limit = int(context_tokens * (1 - counter.margin)) - room
+    limit = prompt_limit(context_tokens, room, counter.margin)
     system = {"role": "system", "content": prompts.system}
     turns = clean_history(history)
     length_rule = LENGTH_RULES[compact]
@@ -240,6 +250,9 @@ def assemble_answer_prompt(
         elif counter.count(q) > MIN_QUESTION_TOKENS:
             q = counter.truncate(q, max(MIN_QUESTION_TOKENS, counter.count(q) - over - 8))
             cut.append("question")
+        elif room > MIN_ANSWER_TOKENS:  # a shorter answer beats no answer
+            room = max(MIN_ANSWER_TOKENS, room - int(over / (1 - counter.margin)) - 8)
+            limit = prompt_limit(context_tokens, room, counter.margin)
         else:
             raise ConfigError(
                 f"LLM_CONTEXT_TOKENS={context_tokens} is too small for the prompt; "

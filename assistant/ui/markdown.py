@@ -183,3 +183,59 @@ def literal_markdown(text: str) -> str:
 def quote(markdown: str) -> str:
     """Put Markdown inside a blockquote (each line prefixed, blank lines kept inside the quote)."""
     return "\n".join(("> " + line) if line else ">" for line in markdown.split("\n"))
+
+
+# -- model-written answers ----------------------------------------------------------------------
+# An LLM answer is Markdown and is rendered as such, with two repairs: a fence the model left open
+# (the stream was cut, or the model forgot) is closed, so what follows it (the sources and notices)
+# is not swallowed into a code box; and raw HTML outside code is escaped, so `<details>` or
+# `<script>` in an answer shows as written instead of vanishing (the UI renders no raw HTML).
+
+_ANY_FENCE = re.compile(r"^(\s*)(`{3,}|~{3,})(.*)$")
+_RAW_HTML = re.compile(r"(?<!\\)<(?=[A-Za-z/!?])")
+
+
+def close_fences(text: str) -> str:
+    """`text` with a closing line added for a code fence left open at its end."""
+    opener: tuple[str, str] | None = None  # (indent, fence)
+    for line in text.split("\n"):
+        match = _ANY_FENCE.match(line)
+        if not match:
+            continue
+        indent, fence, info = match.groups()
+        if opener is None:
+            if not (fence[0] == "`" and "`" in info):  # a backtick fence's info string has no backticks
+                opener = (indent, fence)
+        elif fence[0] == opener[1][0] and len(fence) >= len(opener[1]) and not info.strip():
+            opener = None
+    if opener is None:
+        return text
+    return text.rstrip("\n") + "\n" + opener[0] + opener[1]
+
+
+def _escape_html_outside_code(line: str) -> str:
+    out, pos = [], 0
+    for m in _CODE_SPAN.finditer(line):
+        out.append(_RAW_HTML.sub(r"\\<", line[pos:m.start()]))
+        out.append(m.group(0))
+        pos = m.end()
+    out.append(_RAW_HTML.sub(r"\\<", line[pos:]))
+    return "".join(out)
+
+
+def answer_text(text: str) -> str:
+    """A model's Markdown answer made safe to render and to append to: HTML escaped outside code,
+    an unclosed fence closed."""
+    lines, fence = [], None
+    for line in text.split("\n"):
+        match = _ANY_FENCE.match(line)
+        if match:
+            mark = match.group(2)
+            if fence is None:
+                fence = mark
+            elif mark[0] == fence[0] and len(mark) >= len(fence) and not match.group(3).strip():
+                fence = None
+            lines.append(line)
+        else:
+            lines.append(line if fence else _escape_html_outside_code(line))
+    return close_fences("\n".join(lines))

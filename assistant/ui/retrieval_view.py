@@ -20,8 +20,12 @@ def _ms(value: float | None) -> str:
     return f"{value:.0f} ms" if value < 10_000 else f"{value / 1000:.1f} s"
 
 
-def step_title(result: SearchResult | None, elapsed_ms: float | None = None) -> str:
-    """The one-line summary shown on the collapsed step, e.g. `document search · 5 passages · 42 ms`."""
+def step_title(result: SearchResult | None, elapsed_ms: float | None = None, rewrite_ms: float | None = None) -> str:
+    """The one-line summary shown on the collapsed step, e.g. `document search · 5 passages · 42 ms`.
+
+    `rewrite_ms` is the time the language model took to rewrite a follow-up before the search:
+    shown apart, so a slow model is not mistaken for a slow search.
+    """
     if result is None:
         return "document search"
     n = len(result.hits)
@@ -32,11 +36,13 @@ def step_title(result: SearchResult | None, elapsed_ms: float | None = None) -> 
     total = elapsed_ms if elapsed_ms is not None else result.timings_ms.get("total_ms")
     if total is not None:
         parts.append(_ms(total))
+    if rewrite_ms is not None:
+        parts.append(f"follow-up rewrite {_ms(rewrite_ms)}")
     return " · ".join(parts)
 
 
 def retrieval_markdown(result: SearchResult, *, typed: str | None = None, filters: str | None = None,
-                       elapsed_ms: float | None = None) -> str:
+                       elapsed_ms: float | None = None, rewrite_ms: float | None = None) -> str:
     """Markdown body of the step. `typed` is the user's question when the query was rewritten."""
     lines: list[str] = []
     lines.append("**Searched for:** " + escape_inline(result.query, 300))
@@ -53,6 +59,8 @@ def retrieval_markdown(result: SearchResult, *, typed: str | None = None, filter
         detail.append(f"database {_ms(timings['search_ms'])}")
     total = elapsed_ms if elapsed_ms is not None else timings.get("total_ms")
     how.append(f"**Time:** {_ms(total)}" + (f" ({', '.join(detail)})" if detail else ""))
+    if rewrite_ms is not None:
+        how.append(f"**Follow-up rewrite:** {_ms(rewrite_ms)} (language model, before the search)")
     lines.append(" · ".join(how))
     if result.degraded:
         reason = escape_inline(result.degraded_reason or "the embedding service failed", 200)

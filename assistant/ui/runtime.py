@@ -252,8 +252,19 @@ class Runtime:
                 self.pipeline()  # imports the openai client and loads the tokenizer: seconds at 0.1 CPU
             except AssistantError:
                 return
+            self.check_llm()  # model name and tokenizer, findings in the server log
             preload(FIRST_LLM_TURN_MODULES)
         log.info("warm-up done in %.1f s", time.perf_counter() - started)
+
+    def check_llm(self) -> None:
+        """Check the LLM endpoint's model name and tokenizer once (findings go to the server log)."""
+        check = getattr(self._pipeline, "check_llm", None)
+        if check is None:
+            return
+        try:
+            check()
+        except Exception:  # a start-up check must never stop the app
+            log.exception("LLM check failed")
 
     def check_embedder(self, retriever: Retriever | None = None) -> Probe:
         """Embed a fixed question with the provider itself (not the query cache); record the result."""

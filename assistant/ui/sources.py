@@ -16,7 +16,7 @@ from urllib.parse import urlsplit
 from assistant.chat.events import Answer
 from assistant.originals import original_link
 from assistant.retrieval.types import Hit
-from assistant.ui.markdown import escape_inline, link, literal_markdown, quote, safe_url
+from assistant.ui.markdown import answer_text, close_fences, escape_inline, link, literal_markdown, quote, safe_url
 
 SOURCE_TEXT_LIMIT = 2000  # characters of a passage kept in message metadata (feedback records)
 
@@ -154,9 +154,10 @@ def _widget_ref(number: int, hit: Hit, *, short: bool = False) -> str:
 
 
 def answer_markdown(answer: Answer, *, llm_enabled: bool, widget: bool = False) -> str:
-    """The full message: the answer text as generated, then the footer."""
+    """The full message: the answer text (a model's with its fences closed and HTML escaped), then the footer."""
     footer = answer_footer(answer, llm_enabled=llm_enabled, widget=widget)
     body = answer.text.rstrip()
+    body = answer_text(body) if answer.kind == "generated" else close_fences(body)
     return f"{body}\n\n{footer}" if footer and body else (body or footer)
 
 

@@ -174,16 +174,18 @@ async def _run_pipeline(runtime: Runtime, pipeline: Any, question: str, message_
             if isinstance(event, QueryRewritten):
                 typed = event.original
             elif isinstance(event, Retrieved):
-                elapsed = (time.perf_counter() - started) * 1000
+                # The search's own time; a follow-up rewrite by the LLM before it is shown apart.
+                elapsed = event.search_ms if event.search_ms is not None else (time.perf_counter() - started) * 1000
+                rewrite_ms = event.rewrite_ms if event.rewrite_method == "llm" else None
                 result = event.result
                 if result.mode != "text":
                     if result.degraded:
                         runtime.embedder_probe.set(False, result.degraded_reason or "embedding failed")
                     else:
                         runtime.embedder_probe.set(True)
-                step.name = step_title(result, elapsed)
+                step.name = step_title(result, elapsed, rewrite_ms)
                 step.output = retrieval_markdown(result, typed=typed, filters=options.filter_text or None,
-                                                 elapsed_ms=elapsed)
+                                                 elapsed_ms=elapsed, rewrite_ms=rewrite_ms)
                 step.end = utc_now()
                 await step.update()
             elif isinstance(event, Token):

@@ -24,6 +24,13 @@ Each chat request consumes one scripted action (then the default applies):
     ("error_event", text, message)           stream `text`, then an OpenAI-style {"error": {message}} event
     ("condense", text)                       the reply to a (non-streamed) condense request
     ("drop",)                                close the connection without any response
+    ("empty_stream",)                        HTTP 200, an event-stream with no events at all
+    ("role_only",)                           the role chunk, then the connection drops
+Like llama.cpp's server (`llama_cpp.server`), with `server.n_ctx` set a prompt of that many tokens
+or more (counted as `count_tokens` does) gets HTTP 200 and an empty stream when streamed, and
+400 `context_length_exceeded` naming the window when not; the script is not consumed then.
+`server.tokenizer = True` adds llama-cpp-python's `POST /extras/tokenize/count` (counts times
+`server.token_factor`); `server.models = None` makes `GET /v1/models` answer 404.
 Default: a condense request (a line "Follow-up question: ...") gets that question back unchanged;
 an answer request gets "According to the documentation, <first sentence of source 1> [1]. ..."
 built from the <source> blocks in the prompt.
@@ -39,6 +46,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+import math
 import re
 import socket
 import threading
@@ -91,6 +99,11 @@ class Recorded:
 def split_tokens(text: str) -> list[str]:
     """Split like a tokenizer: words with their leading space, punctuation on its own."""
     return _PIECES.findall(text) or [text]
+
+
+def count_tokens(text: str, factor: float = 1.0) -> int:
+    """The fake model's token count: tokenizer-like pieces, times `factor`."""
+    return math.ceil(len(_PIECES.findall(text)) * factor)
 
 
 def _first_sentence(text: str) -> str:
@@ -176,7 +189,11 @@ class _Handler(BaseHTTPRequestHandler):
     def do_GET(self) -> None:
         fake: FakeLLMServer = self.server.fake
         if self.path.rstrip("/") in ("/v1/models", "/models"):
-            self._json(200, {"object": "list", "data": [{"id": MODEL, "object": "model", "owned_by": "fake"}]})
+            if fake.models is None:
+                self._json(404, {"error": {"message": "no such route", "type": "not_found"}})
+                return
+            self._json(200, {"object": "list", "data": [{"id": m, "object": "model", "owned_by": "fake"}
+                                                        for m in fake.models]})
         elif self.path == "/_fake/requests":
             self._json(200, [dataclasses.asdict(r) for r in fake.requests])
         else:
@@ -194,6 +211,10 @@ class _Handler(BaseHTTPRequestHandler):
             fake.reset()
             self._json(200, {"ok": True})
             return
+        if self.path == "/extras/tokenize/count" and fake.tokenizer:
+            fake.tokenize_requests.append(Recorded("POST", self.path, {}, body, time.monotonic()))
+            self._json(200, {"count": count_tokens(str((body or {}).get("input", "")), fake.token_factor)})
+            return
         if self.path not in CHAT_PATHS:
             self._json(404, {"error": {"message": f"no route {self.path}", "type": "not_found"}})
             return
@@ -206,7 +227,25 @@ class _Handler(BaseHTTPRequestHandler):
         if not isinstance(body, dict) or not isinstance(body.get("messages"), list):
             self._error(400, "messages is required", "invalid_request_error")
             return
+        if fake.n_ctx is not None:
+            used = count_tokens("\n".join(str(m.get("content", "")) for m in body["messages"]), fake.token_factor)
+            if used >= fake.n_ctx:
+                self._overflow(bool(body.get("stream")), used, fake.n_ctx, int(body.get("max_tokens") or 16))
+                return
         self._chat(body, fake.next_action())
+
+    def _overflow(self, stream: bool, used: int, n_ctx: int, max_tokens: int) -> None:
+        """What llama-cpp-python's server does with a prompt over its context."""
+        if not stream:
+            self._error(400, f"This model's maximum context length is {n_ctx} tokens. However, you requested "
+                             f"{used + max_tokens} tokens ({used} in the messages, {max_tokens} in the completion). "
+                             "Please reduce the length of the messages or completion.", "context_length_exceeded")
+            return
+        self.send_response(200)
+        self.send_header("Content-Type", "text/event-stream; charset=utf-8")
+        self.send_header("Transfer-Encoding", "chunked")
+        self.end_headers()
+        self._write_chunk(b"")
 
     def _error(self, code: int, message: str | None = None, err_type: str | None = None,
                headers: dict[str, str] | None = None) -> None:
@@ -231,6 +270,17 @@ class _Handler(BaseHTTPRequestHandler):
         if kind == "drop":
             self._abort()
             return
+        if kind in ("empty_stream", "role_only") and stream:
+            self.send_response(200)
+            self.send_header("Content-Type", "text/event-stream")
+            self.send_header("Transfer-Encoding", "chunked")
+            self.end_headers()
+            if kind == "empty_stream":
+                self._write_chunk(b"")
+            else:
+                self._event(_chunk(model, "", role=True))
+                self._abort()
+            return
         if kind == "stall":
             if self.server.fake.stopping.wait(float(action[1])):
                 return
@@ -253,6 +303,9 @@ class _Handler(BaseHTTPRequestHandler):
 
         if not stream:
             text = "".join(pieces)
+            wait = sum(delay) if isinstance(delay, list | tuple) else float(delay)
+            if wait and self.server.fake.stopping.wait(wait):  # the time a model takes to write it
+                return
             self._json(200, {
                 "id": "chatcmpl-fake",
                 "object": "chat.completion",
@@ -346,8 +399,13 @@ class FakeLLMServer:
         self._thread: threading.Thread | None = None
         self._actions: deque[tuple[Any, ...]] = deque()
         self._lock = threading.Lock()
-        self.requests: list[Recorded] = []
+        self.requests: list[Recorded] = []  # chat requests
+        self.tokenize_requests: list[Recorded] = []
         self.require_key: str | None = None
+        self.n_ctx: int | None = None  # a context window, enforced like llama.cpp's server
+        self.tokenizer = False  # serve POST /extras/tokenize/count
+        self.token_factor = 1.0  # the fake model's tokens per piece
+        self.models: list[str] | None = [MODEL]  # GET /v1/models; None: 404
         self.stopping = threading.Event()
         self.streamed = 0  # pieces sent by "endless" streams (shows the client stopped reading)
 

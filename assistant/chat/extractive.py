@@ -41,7 +41,7 @@ STOPWORDS = frozenset(
     these those there here what which who whom whose when where why how can could should would will shall may might
     must not no yes so too very just also than any all each some such only own same other more most few both
     again further once up down out off over under via per please tell explain show know want need like get
-    one ones thing things way ways something anything""".split()
+    one ones thing things way ways something anything much many""".split()
 )
 
 _WORD = re.compile(r"[^\W_]+", re.UNICODE)  # LLM_MODEL -> llm, model
@@ -174,13 +174,13 @@ def _passage(number: int, hit: Hit) -> _Passage:
 
 def choose_lead(q: _Query, passages: list[_Passage]) -> int:
     """Index of the lead passage: the first, unless one ranked just below is clearly about the
-    question (its headings cover at least half of the question's weight and a third more than the
-    first's, and its text shares a word with the question)."""
+    question: its headings cover at least half of the question's weight and a third more than the
+    first's (a section named for what was asked, below one named for something else)."""
     base = q.coverage(passages[0].heading_terms)
     lead, lead_cov = 0, base
     for i, p in enumerate(passages[1:LEAD_WINDOW], start=1):
         cov = q.coverage(p.heading_terms)
-        if cov >= 0.5 and cov - base >= 0.34 and cov > lead_cov and q.coverage(p.body_terms) > 0:
+        if cov >= 0.5 and cov - base >= 0.34 and cov > lead_cov:
             lead, lead_cov = i, cov
     return lead
 

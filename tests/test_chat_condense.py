@@ -33,12 +33,14 @@ def test_rule_based_rewrite_adds_the_previous_subject() -> None:
 
 
 def test_rule_based_rewrite_appends_the_subject_when_nothing_points_back() -> None:
-    assert rule_based_rewrite("what about Windows?", HISTORY) == "What about Windows? (enable two-factor authentication)"
+    query = rule_based_rewrite("what about Windows?", HISTORY)
+    assert query == "What about Windows? (enable two-factor authentication)"
 
 
 def test_rule_based_rewrite_keeps_the_topic_of_a_render_conversation() -> None:
     history = [{"role": "user", "content": "How do I deploy on Render?"}, {"role": "assistant", "content": "..."}]
-    assert rule_based_rewrite("and how much memory does it need?", history) == "How much memory does deploy Render need?"
+    query = rule_based_rewrite("and how much memory does it need?", history)
+    assert query == "How much memory does deploy Render need?"
 
 
 def test_rule_based_rewrite_keeps_standalone_questions() -> None:

@@ -148,8 +148,8 @@ def test_questions_without_content_words_get_the_start_of_the_first_passage() ->
 
 
 def test_blocks_keep_structure() -> None:
-    kinds = [b.kind for b in split_blocks("Intro:\n\n- one\n- two\n  wrapped\n\n```\ncode\n```\n\n| a | b |\n|---|---|\n"
-                                          "| 1 | 2 |\n\n### Sub\n\nText.")]
+    text = "Intro:\n\n- one\n- two\n  wrapped\n\n```\ncode\n```\n\n| a | b |\n|---|---|\n| 1 | 2 |\n\n### Sub\n\nText."
+    kinds = [b.kind for b in split_blocks(text)]
     assert kinds == ["para", "list", "code", "table", "heading", "para"]
     unclosed = split_blocks("Before.\n\n```python\nx = 1")
     assert [b.kind for b in unclosed] == ["para", "code"]

@@ -19,6 +19,7 @@ _LINK = re.compile(r"(?<!!)\[([^\]\n]+)\]\((?:[^()\s]|\([^()\s]*\))*\)")
 _IMAGE = re.compile(r"!\[([^\]\n]*)\]\([^)\n]*\)")
 _CODE_SPAN = re.compile(r"(`+)(.+?)\1")
 _MARKS = re.compile(r"(\*\*|__)(?=\S)(.+?)(?<=\S)\1")
+_PERMALINK = re.compile(r"\s*\u00b6\s*$")  # Sphinx's "¶" after headings and definitions: a link, not text
 
 
 @dataclass
@@ -98,6 +99,7 @@ def split_blocks(text: str) -> list[Block]:
                     break
             blocks.append(Block("code", code))
             continue
+        line = _PERMALINK.sub("", line)
         stripped = line.strip()
         i += 1
         if not stripped:

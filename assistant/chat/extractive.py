@@ -185,6 +185,12 @@ def choose_lead(q: _Query, passages: list[_Passage]) -> int:
     return lead
 
 
+def _dangling(block: Block, before: Block) -> bool:
+    """A short line that is no sentence and not introduced by the block before (a cut-off signature)."""
+    return block.kind == "para" and block.chars < 80 and not block.plain.endswith((".", "!", "?", ":")) \
+        and not before.plain.endswith(":")
+
+
 def _section_start(blocks: list[Block], i: int) -> int:
     while i > 0 and blocks[i - 1].kind != "heading":
         i -= 1
@@ -199,8 +205,12 @@ def _window(q: _Query, p: _Passage, how_to: bool, budget: int) -> list[Block]:
         return blocks[:1]
     cov = {i: q.coverage(p.block_terms[i]) * (CODE_WEIGHT if blocks[i].kind == "code" else 1.0) for i in shown}
     best = max(shown, key=lambda i: (cov[i], -i))
-    if sum(b.chars for b in blocks) <= budget:
-        return blocks  # a short passage is shown whole: its order is the author's
+    if sum(b.chars for b in blocks) <= budget:  # a short passage is shown whole: its order is the author's
+        end = len(blocks)
+        while end - 1 > best and _dangling(blocks[end - 1], blocks[end - 2]) \
+                and not p.block_terms[end - 1] & set(q.terms):
+            end -= 1  # but not a dangling line the chunker cut from what follows (the next signature)
+        return blocks[:end]
     start = best
     if how_to or cov[best] == 0:
         first = _section_start(blocks, best)
@@ -312,10 +322,10 @@ def _render(blocks: list[Block], q: _Query, budget: int, how_to: bool) -> str:
 
 def where(hit: Hit) -> str:
     """`Title › Section` (escaped) naming a passage in the answer."""
-    sections = [h for h in hit.heading_path if h]
-    if sections and hit.title and sections[0].strip().lower() == hit.title.strip().lower():
-        sections = sections[1:]
-    name = hit.title or hit.source.replace("\\", "/").rsplit("/", 1)[-1]
+    sections = [h.rstrip(" \u00b6") for h in hit.heading_path if h]
+    if sections and hit.title and hit.title.strip().lower().startswith(sections[0].strip().lower()):
+        sections = sections[1:]  # the page's own H1 repeats its title
+    name = (hit.title or hit.source.replace("\\", "/").rsplit("/", 1)[-1]).rstrip(" \u00b6")
     text = " \u203a ".join([name, *sections[-2:]])
     if hit.page:
         text += f", page {hit.page}"

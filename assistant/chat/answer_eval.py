@@ -75,7 +75,13 @@ class AnswerReport:
     @property
     def led_astray(self) -> list[AnswerResult]:
         """Retrieval had the right passage first, the answer led with another document."""
-        return [r for r in self.results if r.hit1 and not r.first_cited]
+        return [r for r in self.results if r.hit1 and not r.first_cited and r.kind != "no_answer"]
+
+    @property
+    def refused(self) -> list[AnswerResult]:
+        """Retrieval had the right passage first, but the answer said the documents don't cover it
+        (the relevance threshold, MIN_SIMILARITY, not the answer builder)."""
+        return [r for r in self.results if r.hit1 and r.kind == "no_answer"]
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -83,6 +89,8 @@ class AnswerReport:
             "questions": len(self.results),
             "first_citation_accuracy": round(self.first_citation, 4),
             "retrieval_hit_at_1": round(self.hit_at_1, 4),
+            "led_by_another_document": len(self.led_astray),
+            "refused_though_retrieval_was_right": len(self.refused),
             "warnings": list(self.warnings),
             "per_question": [
                 {"line": r.question.line, "turns": [*r.question.turns, r.question.question],

@@ -3,7 +3,8 @@
 Starts `chainlit run assistant/app.py` (no LLM key) on the docs-python database that
 bench/answers.py indexed (bench/.cache/answers/docs-python; run `python -m bench.answers --corpus
 docs-python` first), asks the first N answerable English questions of
-../shared/data/docs-python/questions.jsonl (file order, no picking) by typing them, and checks that
+../shared/data/docs-python/questions.jsonl whose page is indexed (file order, no picking on
+results) by typing them, and checks that
 each answer leads with (first bold line, first citation) a passage of the expected page. Writes
 test-artifacts/docs-python-NN.png for a person to look at and prints one line per question.
 
@@ -37,7 +38,14 @@ def main() -> None:
 
     items = [json.loads(line) for line in (DOCS_PYTHON / "questions.jsonl").read_text(encoding="utf-8").splitlines()
              if line.strip()]
-    items = [q for q in items if q["kind"] == "answerable" and q["lang"] == "en"][: args.questions]
+    from bench.answers import docs_python_retriever
+
+    retriever = docs_python_retriever(ingest=False)  # while --prepare runs, only the pages indexed so far
+    indexed = {Path(row["source"]).name for row in retriever.store.titles(limit=1000)}
+    retriever.store.close()
+    items = [q for q in items if q["kind"] == "answerable" and q["lang"] == "en" and set(q["expected"]) & indexed]
+    items = items[: args.questions]
+    print(f"{len(indexed)} of 80 pages indexed; asking {len(items)} questions", flush=True)
     titles = {name: load_file(DOCS_PYTHON / "pages" / name).title for q in items for name in q["expected"]}
     ARTIFACTS.mkdir(exist_ok=True)
     good = 0

@@ -159,3 +159,15 @@ def test_sentence_splitter_respects_abbreviations() -> None:
     text = "Use a vector DB, e.g. pgvector. Version 0.8 works. Dr. Smith agrees! Done?"
     assert split_sentences(text) == ["Use a vector DB, e.g. pgvector.", "Version 0.8 works.",
                                      "Dr. Smith agrees!", "Done?"]
+
+
+def test_the_second_passage_leads_when_it_is_more_similar_and_says_much_more() -> None:
+    first = hit(1, "Sorting can also be done on keys of a dictionary; the result is a new list.", "Sorting HOWTO",
+                "Odds and ends")
+    second = hit(2, "Use json.dumps(obj, indent=4, sort_keys=True) to turn a nested dictionary into an indented, "
+                    "human-readable string with its keys sorted.", "json", "Basic usage")
+    first.similarity, second.similarity = 0.862, 0.872
+    question = "How can I turn a nested dictionary into an indented, human-readable string with sorted keys?"
+    assert extractive_answer(question, [first, second]).cited[0] == 2
+    second.similarity = 0.85  # less similar: retrieval's order stands
+    assert extractive_answer(question, [first, second]).cited[0] == 1

@@ -4,8 +4,10 @@ Used when no LLM is configured (the default, offline deployment) and when the LL
 sending anything. A reader should get what a person pointing at the documentation would give:
 
 1. The lead passage: the one retrieval put first, unless a passage ranked just below it is
-   clearly about the question (its section heading names what was asked, the first one's does
-   not). A lower-ranked passage that merely shares words never leads.
+   clearly about the question: its section heading names what was asked and the first one's does
+   not, or (the second only, when the first's heading does not name the question) it is more
+   similar to the question and its text holds at least twice as much of the question's weight.
+   A lower-ranked passage that merely shares words never leads.
 2. Its most relevant part, as written: the best-matching paragraph with the code block, list or
    table it introduces (a paragraph ending in ":" keeps what follows), or, for "how do I"
    questions, the steps from the start of the section, in order. Code, lists and tables keep
@@ -176,12 +178,20 @@ def choose_lead(q: _Query, passages: list[_Passage]) -> int:
     """Index of the lead passage: the first, unless one ranked just below is clearly about the
     question: its headings cover at least half of the question's weight and a third more than the
     first's (a section named for what was asked, below one named for something else)."""
-    base = q.coverage(passages[0].heading_terms)
+    first = passages[0]
+    base = q.coverage(first.heading_terms)
     lead, lead_cov = 0, base
     for i, p in enumerate(passages[1:LEAD_WINDOW], start=1):
         cov = q.coverage(p.heading_terms)
         if cov >= 0.5 and cov - base >= 0.34 and cov > lead_cov:
             lead, lead_cov = i, cov
+    if lead == 0 and len(passages) > 1:  # or the second, when it is more similar and its text says much more
+        second, body = passages[1], q.coverage(first.body_terms)
+        sims = (first.hit.similarity, second.hit.similarity)
+        named = base >= 0.34 or q.coverage(second.heading_terms) < base - 0.1  # the first's section fits better
+        if None not in sims and sims[1] >= sims[0] and not named \
+                and q.coverage(second.body_terms) >= max(2 * body, body + 0.15):
+            lead = 1
     return lead
 
 

@@ -133,7 +133,7 @@ CORPORA = {
     "sample": ("the sample guide", "examples/sample-eval.jsonl"),
     "follow-ups": ("the sample guide, conversations", "examples/sample-followups.jsonl"),
     "reported": ("the sample guide, issue 10's questions and its starters", "examples/sample-reported.jsonl"),
-    "docs-python": ("docs-python (80 pages)", None),
+    "docs-python": ("docs-python", None),
 }
 
 

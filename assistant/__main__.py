@@ -161,7 +161,7 @@ def cmd_eval_answers(settings: Settings, args: argparse.Namespace) -> int:
     import asyncio
     import dataclasses
 
-    from assistant.chat.answer_eval import evaluate_answers, format_answer_report, load_answer_questions
+    from assistant.chat.answer_eval import AnswerReport, evaluate_answers, format_answer_report, load_answer_questions
     from assistant.chat.pipeline import ChatPipeline
     from assistant.retrieval import open_retriever
 
@@ -170,7 +170,7 @@ def cmd_eval_answers(settings: Settings, args: argparse.Namespace) -> int:
         settings = dataclasses.replace(settings, openai_api_key=None)
     retriever = open_retriever(settings, announce=not args.json)
 
-    async def run() -> object:
+    async def run() -> AnswerReport:
         pipeline = ChatPipeline(retriever, settings)
         try:
             return await evaluate_answers(pipeline, questions, path=args.questions)
@@ -182,9 +182,9 @@ def cmd_eval_answers(settings: Settings, args: argparse.Namespace) -> int:
     finally:
         retriever.store.close()
     if args.json:
-        print(json.dumps(report.to_dict(), ensure_ascii=False))  # type: ignore[attr-defined]
+        print(json.dumps(report.to_dict(), ensure_ascii=False))
     else:
-        print(format_answer_report(report))  # type: ignore[arg-type]
+        print(format_answer_report(report))
     return 0
 
 

@@ -333,7 +333,7 @@ def _render(blocks: list[Block], q: _Query, budget: int, how_to: bool) -> str:
 def where(hit: Hit) -> str:
     """`Title › Section` (escaped) naming a passage in the answer."""
     sections = [h.rstrip(" \u00b6") for h in hit.heading_path if h]
-    if sections and hit.title and hit.title.strip().lower().startswith(sections[0].strip().lower()):
+    if sections and hit.title and f"{hit.title.strip().lower()} ".startswith(f"{sections[0].strip().lower()} "):
         sections = sections[1:]  # the page's own H1 repeats its title
     name = (hit.title or hit.source.replace("\\", "/").rsplit("/", 1)[-1]).rstrip(" \u00b6")
     text = " \u203a ".join([name, *sections[-2:]])

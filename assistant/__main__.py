@@ -87,6 +87,11 @@ def _parser() -> argparse.ArgumentParser:
                     help="cut-offs for hit@k, e.g. --k 5 or --k 1,3,5,10 (the default)")
     ev.add_argument("--mode", choices=("all", *SEARCH_MODES), default="all", help="search mode(s) to score")
     ev.add_argument("--json", action="store_true", help="print one JSON object")
+    ev.add_argument("--answers", action="store_true",
+                    help="score the chat's answers instead: ask each question (or conversation, \"turns\": [...])"
+                         " through the chat pipeline and check that the first citation is an expected document")
+    ev.add_argument("--extractive", action="store_true",
+                    help="with --answers: retrieval-only answers even when an LLM is configured")
 
     db = sub.add_parser("db", help="database information")
     db.add_argument("action", choices=["status"])
@@ -246,6 +251,8 @@ def cmd_eval(settings: Settings, args: argparse.Namespace) -> int:
     from assistant.retrieval import open_retriever
     from assistant.retrieval.evaluate import EVAL_MODES, evaluate, format_report, load_questions, parse_ks
 
+    if args.answers:
+        return cmd_eval_answers(settings, args)
     ks = parse_ks(args.k)
     questions = load_questions(args.questions)  # bad input fails before the database is opened
     retriever = open_retriever(settings, announce=not args.json)
@@ -258,6 +265,38 @@ def cmd_eval(settings: Settings, args: argparse.Namespace) -> int:
         print(json.dumps(report.to_dict(), ensure_ascii=False))
     else:
         print(format_report(report))
+    return 0
+
+
+def cmd_eval_answers(settings: Settings, args: argparse.Namespace) -> int:
+    """First-citation accuracy of the chat's answers beside retrieval hit@1 (assistant/chat/answer_eval.py)."""
+    import asyncio
+    import dataclasses
+
+    from assistant.chat.answer_eval import AnswerReport, evaluate_answers, format_answer_report, load_answer_questions
+    from assistant.chat.pipeline import ChatPipeline
+    from assistant.retrieval import open_retriever
+
+    questions = load_answer_questions(args.questions)  # bad input fails before the database is opened
+    if args.extractive:
+        settings = dataclasses.replace(settings, openai_api_key=None)
+    retriever = open_retriever(settings, announce=not args.json)
+
+    async def run() -> AnswerReport:
+        pipeline = ChatPipeline(retriever, settings)
+        try:
+            return await evaluate_answers(pipeline, questions, path=args.questions)
+        finally:
+            await pipeline.aclose()
+
+    try:
+        report = asyncio.run(run())
+    finally:
+        retriever.store.close()
+    if args.json:
+        print(json.dumps(report.to_dict(), ensure_ascii=False))
+    else:
+        print(format_answer_report(report))
     return 0
 
 

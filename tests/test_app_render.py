@@ -9,7 +9,15 @@ import pytest
 from assistant.chat.events import Answer
 from assistant.retrieval.errors import QueryError
 from assistant.retrieval.types import Hit, SearchResult
-from assistant.ui.markdown import escape_inline, inline_literal, link, literal_markdown, safe_url
+from assistant.ui.markdown import (
+    WORD_JOINER,
+    escape_inline,
+    guard_refs_in_code,
+    inline_literal,
+    link,
+    literal_markdown,
+    safe_url,
+)
 from assistant.ui.options import SearchOptions, parse_filter_text, search_options
 from assistant.ui.retrieval_view import retrieval_markdown, step_title
 from assistant.ui.sources import (
@@ -51,6 +59,15 @@ def test_escape_inline_makes_every_markdown_character_literal() -> None:
     out = escape_inline("a *b* _c_ <d> [e](f) `g` | h # i\n j")
     assert out == r"a \*b\* \_c\_ \<d\> \[e\]\(f\) \`g\` \| h \# i j"
     assert escape_inline("x" * 50, limit=10) == "xxxxxxxxx…"
+
+
+def test_tables_render_as_tables_and_code_keeps_brackets_out_of_source_links() -> None:
+    md = literal_markdown("Cites [1].\n\n| key | value |\n|---|---|\n| `a` | <b>x</b> |\n\n```\nargv[1]\n```")
+    assert "Cites \\[1\\]\\." in md
+    assert "| key | value |\n|---|---|\n| ` a ` | \\<b\\>x\\<\\/b\\> |" in md
+    guarded = guard_refs_in_code(md + "\n\nInline `x[2]` and [3].")
+    assert f"argv[{WORD_JOINER}1]" in guarded and f"x[{WORD_JOINER}2]" in guarded
+    assert guarded.endswith("and [3].") and "Cites \\[1\\]" in guarded  # our own citations stay links
 
 
 def test_literal_markdown_neutralises_html_links_images_and_fences() -> None:
@@ -223,6 +240,31 @@ def test_starters_read_naturally_and_come_from_distinct_documents() -> None:
     assert question_for("Embedding providers", "Hugging Face API errors").endswith("about Hugging Face API errors?")
     assert question_for("Guide", None) == "What does “Guide” cover?"
     assert build_starters([]) == []
+
+
+def test_starters_on_messy_real_documents_are_good_or_absent() -> None:
+    python_docs = " — Python 3.11.2 documentation"
+    rows = [  # man pages, Sphinx pages with permalink marks and a site suffix, papers without sections
+        {"title": "git-show(1)", "chunk_count": 30, "sections": ["NAME", "SYNOPSIS", "DESCRIPTION", "GIT"]},
+        {"title": "git-diff(1)", "chunk_count": 40, "sections": ["OPTIONS", "Combined diff format"]},
+        {"title": "json — JSON encoder and decoder" + python_docs, "chunk_count": 31,
+         "sections": ["Basic Usage¶", "json.dump(obj, fp, *, skipkeys=False)¶", "Encoders and Decoders¶"]},
+        {"title": "pickle — Python object serialization" + python_docs, "chunk_count": 40,
+         "sections": ["What can be pickled and unpickled?¶"]},
+        {"title": "Sorting HOW TO" + python_docs, "chunk_count": 9, "sections": ["Examples¶"]},
+        {"title": "Systematic review of vitamin D and cardiovascular outcomes in older adults.",
+         "chunk_count": 1, "sections": []},
+        {"title": "METHODS", "chunk_count": 1, "sections": ["SEARCH STRATEGY"]},
+    ]
+    messages = [s.message for s in build_starters(rows, limit=10)]
+    assert "What can be pickled and unpickled?" in messages
+    assert "What does “git-diff” say about combined diff format?" in messages
+    assert "what does “json” say about encoders and decoders?" in [m.lower() for m in messages]
+    for m in messages:
+        assert "¶" not in m and "documentation" not in m and "(1)" not in m, m
+        assert not any(w in m for w in ("NAME", "SYNOPSIS", "DESCRIPTION", "STRATEGY", "METHODS")), m
+        assert "sEARCH" not in m and "GIT?" not in m and "vitamin" not in m and "json.dump(" not in m, m
+    assert build_starters([{"title": "A long paper title about many things in medicine.", "sections": []}]) == []
 
 
 # -- settings ------------------------------------------------------------------------------------

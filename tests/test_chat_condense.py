@@ -29,9 +29,18 @@ def test_follow_up_detection() -> None:
 
 def test_rule_based_rewrite_adds_the_previous_subject() -> None:
     query = rule_based_rewrite("and how do I undo that?", HISTORY)
-    assert query.startswith("How do I undo that?")
-    assert "two-factor" in query and "authentication" in query
-    assert "enable" in query
+    assert query == "How do I undo enable two-factor authentication?"  # the subject where "that" stood
+
+
+def test_rule_based_rewrite_appends_the_subject_when_nothing_points_back() -> None:
+    query = rule_based_rewrite("what about Windows?", HISTORY)
+    assert query == "What about Windows? (enable two-factor authentication)"
+
+
+def test_rule_based_rewrite_keeps_the_topic_of_a_render_conversation() -> None:
+    history = [{"role": "user", "content": "How do I deploy on Render?"}, {"role": "assistant", "content": "..."}]
+    query = rule_based_rewrite("and how much memory does it need?", history)
+    assert query == "How much memory does deploy Render need?"
 
 
 def test_rule_based_rewrite_keeps_standalone_questions() -> None:

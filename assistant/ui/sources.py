@@ -37,9 +37,9 @@ def short_source(hit: Hit) -> str:
 
 def section_path(hit: Hit) -> list[str]:
     """Heading path without a leading repeat of the title (most documents open with it as H1)."""
-    path = [h for h in hit.heading_path if h]
-    if path and hit.title and path[0].strip().lower() == hit.title.strip().lower():
-        path = path[1:]
+    path = [h.rstrip(" \u00b6") for h in hit.heading_path if h]  # without Sphinx's permalink mark
+    if path and hit.title and f"{hit.title.strip().lower()} ".startswith(f"{path[0].strip().lower()} "):
+        path = path[1:]  # the page's H1 repeats its title ("json — JSON encoder" in "json — ... documentation")
     return path
 
 

@@ -5,6 +5,12 @@ are built from document titles and their second-level headings (`Store.titles()`
 that already is a question ("Can I use a bigger model?") is asked as is, an instruction ("Add your
 own documents") becomes "How do I add my own documents?", a gerund "What's involved in ...?", a
 noun phrase "What does “Title” say about ...?". Generic headings ("Options", "Install") are skipped.
+
+Real documents are messier than the sample guide, and a broken starter is worse than none:
+headings in capitals (man pages' "NAME", "GIT"; papers' "SEARCH STRATEGY"), headings that are
+code ("json.dump(obj, fp)"), permalink marks ("Examples¶") and site suffixes in titles
+("json — ... — Python 3.11.2 documentation") are cleaned or skipped, and a document whose only
+question would be "What does “<a 20-word paper title>” cover?" offers none.
 """
 
 from __future__ import annotations
@@ -22,7 +28,18 @@ _GENERIC = {
     "overview", "introduction", "intro", "options", "install", "installation", "usage", "basic usage",
     "step by step", "exit codes", "where to go next", "what you get", "summary", "contents",
     "table of contents", "see also", "next steps", "references", "license", "notes", "example", "examples",
+    "name", "synopsis", "description", "author", "authors", "bugs", "reporting bugs", "environment", "files",
+    "exit status", "return value", "discussion", "configuration", "footnotes", "abstract", "background",
+    "methods", "results", "conclusion", "conclusions", "acknowledgements", "acknowledgments", "appendix", "index",
+    "module contents", "functions", "classes", "constants", "exceptions", "other", "misc", "miscellaneous",
+    "reference", "api reference", "technical tutorial", "tutorial", "details", "general", "about", "faq",
 }
+_PERMALINK = re.compile(r"[\s\u00b6\u00a7#]+$")  # "Examples¶", "Usage #"
+_TITLE_SEPARATORS = re.compile(r"\s+(?:\u2014|\u2013|\||-|\u00b7|::)\s+")
+_SITE_WORDS = re.compile(r"(?i)\b(documentation|docs|manual|handbook|wiki|reference)\b")
+_CODE_LIKE = re.compile(r"[A-Za-z_]\w*(?:\.\w+)+|\w\(|[=<>{}\[\]]|--\w|::")
+MAX_TITLE_WORDS = 6  # a longer title (a paper's) makes no question to click
+MAX_HEADING_WORDS = 9
 
 
 @dataclass(frozen=True)
@@ -34,7 +51,36 @@ class StarterQuestion:
 
 
 def _clean(text: Any) -> str:
-    return " ".join(str(text or "").split()).strip()
+    return _PERMALINK.sub("", " ".join(str(text or "").split())).strip()
+
+
+def _shouting(text: str) -> bool:
+    """All capitals ("NAME", "SEARCH STRATEGY"): no way to know how to write it in a sentence."""
+    letters = [c for c in text if c.isalpha()]
+    return len(letters) > 1 and not any(c.islower() for c in letters)
+
+
+def _usable_heading(section: str) -> bool:
+    core = _core(section)
+    return bool(core) and core.lower() not in _GENERIC and not _shouting(core) \
+        and not _CODE_LIKE.search(core) and len(core.split()) <= MAX_HEADING_WORDS
+
+
+def short_titles(titles: list[str]) -> dict[str, str]:
+    """Titles without a site suffix ("json — JSON encoder — Python 3.11.2 documentation" -> "json —
+    JSON encoder"): a last part that names documentation, or that several titles share, is dropped."""
+    parts = {t: _TITLE_SEPARATORS.split(t) for t in titles}
+    tails: dict[str, int] = {}
+    for split in parts.values():
+        if len(split) > 1:
+            tails[split[-1]] = tails.get(split[-1], 0) + 1
+    out = {}
+    for title, split in parts.items():
+        if len(split) > 1 and (_SITE_WORDS.search(split[-1]) or tails[split[-1]] >= 3):
+            split = split[:-1]
+        short = split[0] if len(split) > 1 and len(split[0].split()) <= 2 else " \u2014 ".join(split)
+        out[title] = re.sub(r"\(\d[a-z]?\)$", "", short).strip() or short  # man pages: "git-show(1)"
+    return out
 
 
 def _lower_first(phrase: str) -> str:
@@ -96,7 +142,7 @@ def _shape(title: str, section: str) -> tuple[int, str]:
         if any(t in title.lower() for t in _TROUBLE):
             return 1, f"What should I do if {_lower_first(core)}?"
         return 3, about
-    if words[0].lower() in _IMPERATIVE and words[0][:1].isupper() and len(words) >= 2:
+    if words[0].lower() in _IMPERATIVE and words[0][:1].isupper() and words[0][1:].islower() and len(words) >= 2:
         return 1, f"How do I {_my(core[0].lower() + core[1:])}?"
     return (2 if len(words) <= 5 else 3), about
 
@@ -111,9 +157,10 @@ def question_for(title: str, section: str | None) -> str:
 
 def _pick_question(title: str, sections: Iterable[Any]) -> tuple[int, str]:
     """The best-reading question about a document, with its quality (0 best)."""
-    usable = [s for s in (_clean(x) for x in sections or []) if s and _core(s).lower() not in _GENERIC]
+    usable = [s for s in (_clean(x) for x in sections or []) if s and _usable_heading(s)]
     if not usable:
-        return 3, question_for(title, None)
+        plain = len(title.split()) <= MAX_TITLE_WORDS and not _shouting(title) and not title.endswith((".", "?", "!"))
+        return (3 if plain else 9), question_for(title, None)
     shaped = [(*_shape(title, s), _stable(title, s)) for s in usable]
     quality, question, _ = min(shaped, key=lambda t: (t[0], t[2]))  # ties broken stably, not alphabetically
     return quality, question
@@ -128,12 +175,16 @@ def _label(message: str) -> str:
 def build_starters(rows: Iterable[Mapping[str, Any]], limit: int = MAX_STARTERS) -> list[StarterQuestion]:
     """Up to `limit` starters from `Store.titles()` rows: one per document, the most natural
     questions first, bigger documents first among equals."""
+    rows = list(rows)
+    shorter = short_titles([_clean(r.get("title")) for r in rows if _clean(r.get("title"))])
     candidates = []
     for row in rows:
-        title = _clean(row.get("title"))
+        title = shorter.get(_clean(row.get("title")), "")
         if not title:
             continue
         quality, message = _pick_question(title, row.get("sections") or [])
+        if quality > 3:
+            continue  # nothing that reads as a question a person would click
         candidates.append((quality, -int(row.get("chunk_count") or 0), title.lower(), message))
     out: list[StarterQuestion] = []
     seen: set[str] = set()

@@ -17,12 +17,16 @@ import signal
 import subprocess
 import sys
 import textwrap
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from assistant.config import Settings
 from assistant.retrieval.errors import AssistantError, QueryError
 from assistant.retrieval.types import SEARCH_MODES, SearchResult
+
+if TYPE_CHECKING:
+    from assistant.retrieval.ingest import IngestPlan
 
 APP_PATH = Path(__file__).resolve().parent / "app.py"
 
@@ -35,6 +39,10 @@ def _parser() -> argparse.ArgumentParser:
     ing.add_argument("paths", nargs="+", metavar="PATH")
     ing.add_argument("--prune", action="store_true", help="remove documents under PATH whose files are gone")
     ing.add_argument("--quiet", action="store_true", help="no progress bar")
+    ing.add_argument("--yes", "-y", action="store_true",
+                     help="do not ask for confirmation, however long the estimate (INGEST_CONFIRM_MINUTES)")
+    ing.add_argument("--dry-run", action="store_true",
+                     help="print the plan (documents, chunks, estimated time) and write nothing")
 
     se = sub.add_parser("search", help="retrieval only: show the hits for a question")
     se.add_argument("query")
@@ -97,19 +105,62 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def cmd_ingest(settings: Settings, args: argparse.Namespace) -> int:
     from assistant.retrieval.embedders import make_embedder
-    from assistant.retrieval.ingest import ingest_paths
+    from assistant.retrieval.ingest import IngestInterrupted, ingest_paths
+    from assistant.retrieval.local_passages import available_cpus
     from assistant.retrieval.store import Store
 
+    workers = settings.ingest_workers or available_cpus()
     store = Store.open(settings)
     try:
         embedder = make_embedder(settings)
-        report = ingest_paths(args.paths, store, embedder, settings, prune=args.prune, progress=not args.quiet)
+        confirm = None if args.yes else _confirmer(settings.ingest_confirm_minutes)
+        report = ingest_paths(args.paths, store, embedder, settings, prune=args.prune, progress=not args.quiet,
+                              workers=workers, confirm=confirm, dry_run=args.dry_run)
+    except IngestInterrupted as stop:
+        written = len(stop.report.added) + len(stop.report.updated)
+        done = f"{written} documents were written completely before it" if written else "nothing was written"
+        print(f"interrupted: {done}; run the same command again to finish (unchanged files are skipped)",
+              file=sys.stderr)
+        return 130
     finally:
         store.close()
+    if args.dry_run and report.plan is not None:
+        print(report.plan.headline())
+        for line in report.plan.details():
+            print(line)
     print(report.summary())
     for path, reason in report.failed:
         print(f"  failed: {path}: {reason}")
-    return 0 if report.ok else 1
+    nothing = not (report.plan and (report.plan.documents or report.plan.unchanged or report.plan.prune))
+    return 0 if report.ok and not nothing else 1
+
+
+def _confirmer(threshold_minutes: float) -> Callable[[IngestPlan], bool]:
+    """Ask on a terminal before a run estimated above the threshold; proceed elsewhere."""
+
+    def confirm(plan: IngestPlan) -> bool:
+        seconds = plan.seconds
+        if not threshold_minutes or seconds is None or seconds <= threshold_minutes * 60:
+            return True
+        if not (sys.stdin.isatty() and sys.stderr.isatty()):
+            print(f"(the estimate is above INGEST_CONFIRM_MINUTES={threshold_minutes:g}; not a terminal,"
+                  " so going ahead; --dry-run shows the plan only)", file=sys.stderr)
+            return True
+        sys.stderr.write(f"This will take {plan.estimate()}. Continue? [y/N] ")
+        sys.stderr.flush()
+        try:
+            answer = sys.stdin.readline()
+        except KeyboardInterrupt:
+            sys.stderr.write("\n")
+            raise
+        if not answer:  # end of input (Ctrl-D)
+            sys.stderr.write("\n")
+        if answer.strip().lower() in ("y", "yes"):
+            return True
+        print("Not started: nothing was written (--yes skips this question).", file=sys.stderr)
+        return False
+
+    return confirm
 
 
 def cmd_search(settings: Settings, args: argparse.Namespace) -> int:

@@ -131,6 +131,8 @@ def cmd_ingest(settings: Settings, args: argparse.Namespace) -> int:
     print(report.summary())
     for path, reason in report.failed:
         print(f"  failed: {path}: {reason}")
+    if report.cancelled:
+        return 0 if args.dry_run else 1
     nothing = not (report.plan and (report.plan.documents or report.plan.unchanged or report.plan.prune))
     return 0 if report.ok and not nothing else 1
 

@@ -304,6 +304,9 @@ def ingest_paths(
         say(f"skipped {path}: {reason}")
     if not files and not problems:
         say(nothing_found_message(paths, skipped))
+    elif progress and files:
+        size = sum(f.stat().st_size for f in files if f.exists())
+        say(f"Reading and chunking {len(files)} file{'s' if len(files) != 1 else ''} ({size / 1e6:.1f} MB)...")
     gone = missing_sources(store, paths) if prune else []
     return ingest_documents(load_files(files, report, say), store, embedder, settings, report=report,
                             prune=gone, progress=progress, log=say, workers=workers, confirm=confirm,

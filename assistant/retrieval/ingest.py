@@ -306,7 +306,8 @@ def ingest_paths(
         say(nothing_found_message(paths, skipped))
     elif progress and files:
         size = sum(f.stat().st_size for f in files if f.exists())
-        say(f"Reading and chunking {len(files)} file{'s' if len(files) != 1 else ''} ({size / 1e6:.1f} MB)...")
+        shown = f"{size / 1e6:.1f} MB" if size >= 100_000 else f"{max(size / 1000, 1):.0f} kB"
+        say(f"Reading and chunking {len(files)} file{'s' if len(files) != 1 else ''} ({shown})...")
     gone = missing_sources(store, paths) if prune else []
     return ingest_documents(load_files(files, report, say), store, embedder, settings, report=report,
                             prune=gone, progress=progress, log=say, workers=workers, confirm=confirm,

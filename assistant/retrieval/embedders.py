@@ -277,7 +277,7 @@ class LocalEmbedder:
         step = self.PASSAGE_HOLD
         for start in range(0, len(items), step):
             _QUERIES_WAITING.let_through()
-            out[start:start + step] = embed_local_batch(items[start:start + step])
+            out[start:start + step] = embed_local_batch(items[start:start + step], self._engine)
         return out
 
     async def aembed_query(self, text: str) -> np.ndarray:

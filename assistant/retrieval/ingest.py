@@ -212,7 +212,6 @@ def format_duration(s: float) -> str:
     return f"{s // 60}m{s % 60:02d}s" if s >= 60 else f"{s}s"
 
 
-_fmt_seconds = format_duration  # the old name
 
 
 def discover(paths: Iterable[str | Path], skipped: Counter[str] | None = None

@@ -148,10 +148,10 @@ def _confirmer(threshold_minutes: float) -> Callable[[IngestPlan], bool]:
             print(f"(the estimate is above INGEST_CONFIRM_MINUTES={threshold_minutes:g}; not a terminal,"
                   " so going ahead; --dry-run shows the plan only)", file=sys.stderr)
             return True
-        sys.stderr.write(f"This will take {plan.estimate()}. Continue? [y/N] ")
-        sys.stderr.flush()
         try:
-            answer = sys.stdin.readline()
+            sys.stderr.write(f"This will take {plan.estimate()}. Continue? [y/N] ")
+            sys.stderr.flush()
+            answer = _read_line()
         except KeyboardInterrupt:
             sys.stderr.write("\n")
             raise
@@ -163,6 +163,16 @@ def _confirmer(threshold_minutes: float) -> Callable[[IngestPlan], bool]:
         return False
 
     return confirm
+
+
+def _read_line() -> str:
+    """A line from the terminal, waking every 0.2 s: Ctrl-C's signal may be delivered to another
+    thread (the embedding processes' queue feeder), and a blocking read would never see it."""
+    import select
+
+    while not select.select([sys.stdin], [], [], 0.2)[0]:
+        pass
+    return sys.stdin.readline()
 
 
 def cmd_search(settings: Settings, args: argparse.Namespace) -> int:

@@ -167,7 +167,10 @@ def _one_ahead(embed: Callable[[list[str]], np.ndarray], batches: Iterator[list[
     thread.start()
     try:
         while True:
-            item = out.get()
+            try:  # with a timeout: Ctrl-C reaches a waiting main thread only when it wakes up
+                item = out.get(timeout=0.2)
+            except queue.Empty:
+                continue
             if item is _DONE:
                 return
             vectors, exc = item

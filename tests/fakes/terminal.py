@@ -20,8 +20,11 @@ class Terminal:
     def __init__(self, argv: Sequence[str], *, env: dict[str, str], cwd: str) -> None:
         master, slave = pty.openpty()
         self.master = master
+        # A shell starts programs with Ctrl-C's default action even when it was started in the
+        # background (where SIGINT is ignored and the ignoring would be inherited).
         self.proc = subprocess.Popen(list(argv), stdin=slave, stdout=slave, stderr=slave, env=env, cwd=cwd,
-                                     start_new_session=True, close_fds=True)
+                                     start_new_session=True, close_fds=True,
+                                     preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
         os.close(slave)
         self.output = ""
 

@@ -190,6 +190,7 @@ class Progress:
                 f" {rate:.1f}/s ETA {format_duration(left)}")
         if self.tty:
             end = self.done >= self.total
+            self.open = True  # before writing: Ctrl-C may land in the write, and then needs a newline
             self.stream.write("\r" + line + ("\n" if end else ""))
             self.open = not end
         else:

@@ -387,7 +387,7 @@ def corpus_main(args: argparse.Namespace, started: str, machine: str) -> None:
                  f" throughput ({after / one:.0%} of 1 process).\n")
     body += ("\ningest s: the CLI's own summary (discovery, loading, chunking, embedding, writes; the new code"
              " also measures its speed on the first batches and prints an estimate). wall s adds interpreter start,"
-             " initdb and server start. Peak RSS / PSS of the ingest processes: sampled every 0.1 s over the"
+             " initdb and server start. Peak RSS / PSS of the ingest processes: sampled over the"
              " ingest process and its embedding processes (RSS every 0.2 s, PSS every 2 s; PostgreSQL apart; PSS"
              " shares the pages common to several processes fairly)."
              " Runs alternate before/after; the machine is shared, so compare the ratio, not absolute speeds.\n")

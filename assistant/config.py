@@ -139,6 +139,8 @@ class Settings:
     embedding_breaker_failures: int = 3  # EMBEDDING_BREAKER_FAILURES (0 = no circuit breaker)
     embedding_breaker_cooldown: float = 30.0  # EMBEDDING_BREAKER_COOLDOWN (seconds)
     query_cache_size: int = 1024  # QUERY_CACHE_SIZE
+    ingest_workers: int = 0  # INGEST_WORKERS (0 = one per available CPU)
+    ingest_confirm_minutes: float = 10.0  # INGEST_CONFIRM_MINUTES (0 = never ask)
     # retrieval
     text_search_config: str = "simple"  # TEXT_SEARCH_CONFIG
     top_k: int = 5  # TOP_K
@@ -188,6 +190,8 @@ class Settings:
         "embedding_breaker_failures": "EMBEDDING_BREAKER_FAILURES",
         "embedding_breaker_cooldown": "EMBEDDING_BREAKER_COOLDOWN",
         "query_cache_size": "QUERY_CACHE_SIZE",
+        "ingest_workers": "INGEST_WORKERS",
+        "ingest_confirm_minutes": "INGEST_CONFIRM_MINUTES",
         "text_search_config": "TEXT_SEARCH_CONFIG",
         "top_k": "TOP_K",
         "rrf_k": "RRF_K",
@@ -277,6 +281,8 @@ class Settings:
             embedding_breaker_failures=_int("EMBEDDING_BREAKER_FAILURES", 3, 0, 1000),
             embedding_breaker_cooldown=_float("EMBEDDING_BREAKER_COOLDOWN", 30.0, 0.0, 86400),
             query_cache_size=_int("QUERY_CACHE_SIZE", 1024, 0, 1_000_000),
+            ingest_workers=_int("INGEST_WORKERS", 0, 0, 64),
+            ingest_confirm_minutes=_float("INGEST_CONFIRM_MINUTES", 10.0, 0.0, 100_000),
             text_search_config=text_config,
             top_k=_int("TOP_K", 5, 1, 50),
             rrf_k=_int("RRF_K", 60, 1, 1000),

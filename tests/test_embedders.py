@@ -441,10 +441,10 @@ def test_local_truncates_to_the_model_window():
     engine = embedder._engine
     seen: list[str] = []
 
-    class Spy:  # records what reaches the real engine
-        def passage(self, text: str) -> np.ndarray:
-            seen.append(text)
-            return engine.passage(text)
+    class Spy:  # records what reaches the real engine (the batch call: a list of texts)
+        def passage(self, texts: list[str]) -> np.ndarray:
+            seen.extend(texts)
+            return engine.passage(texts)
 
     embedder._engine = Spy()
     got = embedder.embed_passages([text])

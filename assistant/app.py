@@ -68,11 +68,11 @@ runtime.on_ready(_chat_tables)
 apply_allowed_origins(settings.allowed_origins)  # ALLOWED_ORIGINS -> CORS of the running server
 install_upload_routes(server_app, settings)  # upload limits and who may upload (UPLOAD_*, ASSISTANT_ADMINS)
 install_originals(server_app, Originals(lambda: runtime))  # GET /documents/{id}: a cited file's original
+install_watermark(server_app, settings.llm_enabled)  # no "LLMs can make mistakes" without an LLM
 install_healthz(server_app, HealthChecker(lambda: runtime))
 enable_password_login(settings)  # ASSISTANT_USERS set: Chainlit's login form; else an open chat
 install_user_scope(server_app)  # history and ratings are read and changed only by their owner
 install_offline_page(server_app)  # the page asks no third party for anything (KaTeX, fonts), og tags
-install_watermark(server_app, settings.llm_enabled)  # no "LLMs can make mistakes" without an LLM
 
 
 @cl.data_layer

@@ -744,7 +744,7 @@ async def test_the_servers_own_output_holds_no_secret(secured: Any) -> None:
     # CI mode (`CI` set, as in clean-clone CI runs: the fixture sets it) used to swap in a fake key here.
     sent = [r.headers.get("authorization") for r in secured.llm.chat_requests]
     assert f"Bearer {key}" in sent, f"{len(sent)} LLM requests, none with the configured key; chat: {reply.text!r}"
-    assert "rejected the API key (HTTP 401)" in reply.text.replace("\\", "")
+    assert "rejected this site's API key" in reply.text.replace("\\", "")
     secured.stop()
     output = secured.log.read_text(errors="replace")
     assert "Uvicorn running" in output or "available at" in output

@@ -87,8 +87,12 @@ def ask(page: Any, text: str) -> Any:
     composer = page.locator("#chat-input")
     composer.click()
     page.keyboard.type(text)
-    page.keyboard.press("Enter")
-    wait_answer_done(page)
+    page.locator("#chat-submit").click()  # waits until the chat is connected (Enter before that is lost)
+    try:
+        wait_answer_done(page)
+    except Exception:
+        shot(page, f"answers-failed-{slug(text)}")  # what the reader saw instead
+        raise
     return page.locator(ANSWER).last
 
 

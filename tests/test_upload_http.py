@@ -171,7 +171,7 @@ def test_the_routes_are_installed_ahead_of_chainlits_own() -> None:
     paths = [getattr(r, "path", None) for r in server_app.router.routes]
     assert paths[0] == "/healthz"
     for path in ("/documents/{doc_id}", "/project/file", "/project/settings"):
-        assert paths.index(path) < 4, paths  # ours, ahead of Chainlit's router and catch-all
+        assert paths.index(path) < 5, paths  # ours, ahead of Chainlit's router and catch-all
     response = TestClient(server_app).get("/documents/abc")  # not the chat page from the catch-all
     assert response.status_code == 404 and "Document links look like /documents/12" in response.text
 

@@ -22,7 +22,7 @@ from assistant.retrieval import relevance
 from assistant.retrieval.errors import CircuitOpenError, EmbeddingError, QueryError
 from assistant.retrieval.filters import Filters, parse_filters
 from assistant.retrieval.sanitize import storable
-from assistant.retrieval.types import SEARCH_MODES, Hit, SearchResult
+from assistant.retrieval.types import SEARCH_MODES, Hit, SearchResult, section_path
 
 if TYPE_CHECKING:
     from assistant.config import Settings
@@ -53,9 +53,13 @@ def fuse_chunks(lists: Iterable[tuple[list[Hit], float]], k: int, rrf_k: int = 6
     return _ranked([(merged[cid], scores[cid]) for cid in order])
 
 
-def reader_unit(hit: Hit) -> tuple[int, int | None]:
-    """What a reader counts as one place: a document, or one page of a paginated one (a PDF)."""
-    return hit.document_id, hit.page
+def reader_unit(hit: Hit) -> tuple[int, int | None, str]:
+    """What a reader counts as one place: a top-level section of a document (or of one page of a
+    paginated one, a PDF). Sections, not whole pages: an answer must be able to lead with the
+    section that answers ("Ingesting documents › Supported file types") even when the page's
+    introduction ranks higher; a page's overlapping chunks within one section still collapse."""
+    section = section_path(hit.title, hit.heading_path)
+    return hit.document_id, hit.page, section[0] if section else ""
 
 
 def fuse_units(lists: Iterable[tuple[list[Hit], float]], k: int, rrf_k: int = 60) -> list[Hit]:

@@ -181,7 +181,7 @@ def test_bad_questions_get_one_line(page: Any, server: AppServer) -> None:
     composer = page.locator("#chat-input")
     composer.click()
     page.keyboard.type("?!... ---")
-    page.keyboard.press("Enter")
+    page.locator("#chat-submit").click()  # waits until the chat is connected (Enter before that is lost)
     page.get_by_text("Please ask your question in words").wait_for()
     long_question = "How do I add my own documents? " + "Please explain in detail. " * 100
     answer = ask(page, long_question)

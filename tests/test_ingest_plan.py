@@ -294,10 +294,11 @@ def test_ctrl_c_during_embedding_leaves_only_whole_documents_and_no_processes(da
         term.expect(r"embedding \[#*\s*\] (\d+)/96 chunks")
         workers = psutil.Process(term.proc.pid).children(recursive=True)
         term.ctrl_c()
-        assert term.wait() == 130
+        code = term.wait()
     finally:
         term.close()
     out = term.output
+    assert code == 130, out
     assert re.search(r"chunks [\d.]+/s ETA \S+\ninterrupted: (\d+ documents were written completely before it|"
                      r"nothing was written); run the same command again to finish", out), out
     assert "Traceback" not in out and "KeyboardInterrupt" not in out

@@ -399,3 +399,19 @@ def test_text_ranking_weighs_rare_words_over_repeated_common_ones(settings):
         assert store.text_search("moth zebra", 5)[0].text == "moth moth moth moth season"
     finally:
         store.close()
+
+
+def test_ctrl_c_in_the_middle_of_a_command_stays_a_ctrl_c_and_the_pool_recovers(settings) -> None:
+    """A KeyboardInterrupt while a command is on the wire leaves the connection busy: its
+    rollback fails ("another command is already in progress"). That must not replace the
+    interrupt with a "lost the connection" error, and the pool must hand out a working one next."""
+    store = Store.open(settings, announce=False)
+    try:
+        with pytest.raises(KeyboardInterrupt), store.connection() as conn:
+            conn.pgconn.send_query(b"select pg_sleep(0.2)")  # sent, result never read: busy
+            raise KeyboardInterrupt
+        for _ in range(3):  # every pooled connection answers afterwards
+            with store.connection() as conn:
+                assert conn.execute("select 1").fetchone() == (1,)
+    finally:
+        store.close()

@@ -251,8 +251,7 @@ class Store:
             try:
                 yield conn
             except BaseException:
-                if not conn.closed:
-                    conn.rollback()
+                _roll_back(conn)
                 raise
             conn.commit()
         except psycopg.errors.QueryCanceled as err:
@@ -575,3 +574,16 @@ def _row_to_hit(row: dict[str, Any]) -> Hit:
         url=row["url"],
         metadata=dict(row["metadata"] or {}),
     )
+
+
+def _roll_back(conn: psycopg.Connection) -> None:
+    """Roll back after an error without hiding it: a connection interrupted mid-command (Ctrl-C
+    while a query was being sent) refuses the rollback ("another command is already in
+    progress"), so close it instead; the pool replaces closed connections. Letting that error
+    escape would turn a Ctrl-C into a "lost the connection" failure."""
+    if conn.closed:
+        return
+    try:
+        conn.rollback()
+    except psycopg.Error:
+        conn.close()

@@ -302,6 +302,7 @@ class PgProxy:
         self._listener: socket.socket | None = None
         self._conns: list[socket.socket] = []
         self._lock = threading.Lock()
+        self._up = False
 
     def start(self) -> None:
         listener = socket.socket()
@@ -309,6 +310,8 @@ class PgProxy:
         listener.bind(("127.0.0.1", self.port))
         listener.listen(16)
         self._listener = listener
+        with self._lock:
+            self._up = True
         threading.Thread(target=self._accept, args=(listener,), daemon=True).start()
 
     def _accept(self, listener: socket.socket) -> None:
@@ -324,6 +327,10 @@ class PgProxy:
                 client.close()
                 continue
             with self._lock:
+                if not self._up:  # stop() ran while this one was being connected: cut it too
+                    client.close()
+                    upstream.close()
+                    continue
                 self._conns += [client, upstream]
             for a, b in ((client, upstream), (upstream, client)):
                 threading.Thread(target=self._pipe, args=(a, b), daemon=True).start()
@@ -348,7 +355,7 @@ class PgProxy:
             self._listener.close()
             self._listener = None
         with self._lock:
-            conns, self._conns = self._conns, []
+            conns, self._conns, self._up = self._conns, [], False
         for s in conns:
             with contextlib.suppress(OSError):
                 s.shutdown(socket.SHUT_RDWR)

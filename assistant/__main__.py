@@ -20,7 +20,7 @@ from collections.abc import Sequence
 from assistant.cli.parser import MAX_HITS, UsageError, build_parser
 from assistant.cli.report import error_kind, fail, log_to_file
 from assistant.config import Settings
-from assistant.retrieval.errors import AssistantError, QueryError
+from assistant.errors import AssistantError, QueryError
 
 __all__ = ["MAX_HITS", "error_kind", "main"]
 

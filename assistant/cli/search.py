@@ -9,7 +9,7 @@ import shutil
 import textwrap
 
 from assistant.config import Settings
-from assistant.retrieval.errors import QueryError
+from assistant.errors import QueryError
 from assistant.retrieval.types import SearchResult
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from assistant.retrieval.errors import QueryError
+from assistant.errors import QueryError
 
 
 def cmd_hash_password(args: argparse.Namespace) -> int:

@@ -49,7 +49,7 @@ def default_data_dir() -> Path:
 # -- settings whose rules a range or a list of choices cannot say ----------------------------------
 
 def _data_dir(var: Var, raw: str | None, default: Any, values: Mapping[str, Any]) -> Path:
-    return Path(raw or default_data_dir()).expanduser()
+    return Path(raw or default).expanduser()
 
 
 def _embedding_dim(var: Var, raw: str | None, default: Any, values: Mapping[str, Any]) -> int:
@@ -145,8 +145,8 @@ class Settings:
               "server)."))
     embedding_model: str = setting("EMBEDDING_MODEL", DEFAULT_MODEL,
         help="Embedding model; stored in the database and checked on every start.")
-    embedding_dim: int = setting("EMBEDDING_DIM", 384, kind=int, low=1, high=16000, parse=_embedding_dim,
-        help="Vector size; only needed for models the app does not know.")
+    embedding_dim: int = setting("EMBEDDING_DIM", KNOWN_DIMS[DEFAULT_MODEL], kind=int, low=1, high=16000,
+        parse=_embedding_dim, help="Vector size; only needed for models the app does not know.")
     hf_api_url: str = setting("HF_API_URL", DEFAULT_HF_URL,
         help=("Feature-extraction endpoint for `hf` (`{model}` is filled in); point it at a Text Embeddings Inference "
               "server if you run one."))

@@ -18,7 +18,8 @@ from typing import Any
 from assistant.errors import ConfigError
 
 DOTENV = Path(".env")  # in the working directory
-Bound = float | Callable[[Mapping[str, Any]], float]  # a limit, or one computed from fields read before
+# A limit, or a function of the fields read before (its docstring names it in the README table).
+Bound = float | Callable[[Mapping[str, Any]], float]
 
 
 def read_dotenv(path: Path = DOTENV) -> dict[str, str]:

@@ -18,7 +18,7 @@ import psycopg
 import pytest
 from psycopg import conninfo, sql
 
-from assistant.config import Settings
+from assistant.config import Settings, env_names
 
 # The loopback stand-ins for the embeddings and LLM APIs, and mock Chainlit sessions, as fixtures.
 pytest_plugins = ["tests.fakes.embedding_server", "tests.fakes.llm_server", "tests.fakes.chainlit_sessions"]
@@ -115,9 +115,7 @@ def sample_database(create_database: Callable[[], str], tmp_path_factory: pytest
 @pytest.fixture
 def clean_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> pytest.MonkeyPatch:
     """An environment with none of the product's variables set (tests set what they need)."""
-    for name in Settings.ENV.values():
-        monkeypatch.delenv(name, raising=False)
-    for name in ("HF_TOKEN",):
+    for name in env_names():  # aliases too
         monkeypatch.delenv(name, raising=False)
     monkeypatch.chdir(tmp_path)  # no stray .env
     return monkeypatch

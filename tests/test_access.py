@@ -124,9 +124,10 @@ def test_hash_password_command(monkeypatch: pytest.MonkeyPatch, capsys: pytest.C
 @pytest.fixture
 def login_on(monkeypatch: pytest.MonkeyPatch) -> Iterator[Settings]:
     """The password login registered for alice and bob (undone afterwards: the app is open)."""
-    monkeypatch.setenv("CHAINLIT_AUTH_SECRET", "test-auth-secret-" + uuid.uuid4().hex)
+    secret = "test-auth-secret-" + uuid.uuid4().hex
+    monkeypatch.setenv("CHAINLIT_AUTH_SECRET", secret)  # Chainlit signs with the one in the environment
     before = cl_config.code.password_auth_callback
-    settings = make_settings(users=parse_users(USERS))
+    settings = make_settings(users=parse_users(USERS), chainlit_auth_secret=secret)
     assert enable_password_login(settings)
     yield settings
     cl_config.code.password_auth_callback = before
@@ -140,9 +141,10 @@ def test_without_users_the_chat_stays_open() -> None:
 def test_users_need_an_auth_secret_and_named_origins_for_cross_site_cookies() -> None:
     settings = make_settings(users=parse_users(USERS))
     with pytest.raises(ConfigError, match="CHAINLIT_AUTH_SECRET"):
-        enable_password_login(settings, environ={})
+        enable_password_login(settings)
     with pytest.raises(ConfigError, match="ALLOWED_ORIGINS"):
-        enable_password_login(settings, environ={"CHAINLIT_AUTH_SECRET": "s", "CHAINLIT_COOKIE_SAMESITE": "none"})
+        enable_password_login(make_settings(users=settings.users, chainlit_auth_secret="s",
+                                            chainlit_cookie_samesite="none"))
     assert cl_config.code.password_auth_callback is None
 
 

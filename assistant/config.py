@@ -13,19 +13,10 @@ from pathlib import Path
 from typing import ClassVar
 
 from assistant.auth import parse_users
+from assistant.embedding_models import DEFAULT_MODEL, EMBEDDING_PROVIDERS, KNOWN_DIMS
 from assistant.retrieval.errors import ConfigError
 
-DEFAULT_MODEL = "intfloat/multilingual-e5-small"
 DEFAULT_HF_URL = "https://router.huggingface.co/hf-inference/models/{model}/pipeline/feature-extraction"
-EMBEDDING_PROVIDERS = ("local", "hf", "openai")
-
-# Dimensions of the models we know; any other model needs EMBEDDING_DIM.
-KNOWN_DIMS = {
-    "intfloat/multilingual-e5-small": 384,
-    "intfloat/e5-small-v2": 384,
-    "intfloat/multilingual-e5-base": 768,
-    "intfloat/multilingual-e5-large": 1024,
-}
 
 
 def default_data_dir() -> Path:

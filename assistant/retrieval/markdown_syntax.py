@@ -15,8 +15,13 @@ FENCE_LINE = re.compile(r"^ {0,3}(?P<marker>`{3,}|~{3,})(?P<info>.*)$")
 _BACKTICK_RUN = re.compile(r"`+")
 
 
+def backtick_fence(code: str) -> str:
+    """The shortest backtick fence (3 or more) longer than any backtick run in `code`, so it cannot close early."""
+    longest = max((len(m) for m in _BACKTICK_RUN.findall(code)), default=0)
+    return "`" * max(3, longest + 1)
+
+
 def fence_code(code: str, info: str = "") -> str:
     """Wrap code in a backtick fence longer than any backtick run inside it."""
-    longest = max((len(m) for m in _BACKTICK_RUN.findall(code)), default=0)
-    fence = "`" * max(3, longest + 1)
+    fence = backtick_fence(code)
     return f"{fence}{info}\n{code}\n{fence}"

@@ -13,7 +13,7 @@ import re
 import string
 from urllib.parse import urlsplit
 
-from assistant.retrieval.markdown_syntax import FENCE_LINE
+from assistant.retrieval.markdown_syntax import FENCE_LINE, backtick_fence
 
 _PUNCT = frozenset(string.punctuation)
 _BACKTICKS = re.compile(r"`+")
@@ -60,8 +60,7 @@ def link(label: str, url: str | None) -> str:
 
 
 def _fence_for(lines: list[str]) -> str:
-    longest = max((len(m) for line in lines for m in _BACKTICKS.findall(line)), default=0)
-    return "`" * max(3, longest + 1)
+    return backtick_fence("\n".join(lines))
 
 
 def _code_block(lines: list[str], info: str) -> list[str]:

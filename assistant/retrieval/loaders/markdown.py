@@ -185,6 +185,7 @@ def _markdown_blocks(text: str) -> list[Block]:
 
 
 def load(path: Path, raw: bytes) -> LoadedDocument:
+    """Title: the first H1, else the front matter's; other front-matter fields become metadata."""
     text, encoding = decode(path, raw)
     fields, body = _front_matter(text)
     blocks = _markdown_blocks(body)

@@ -89,6 +89,7 @@ def _page_text(page: Any) -> str:
 
 
 def load(path: Path, raw: bytes) -> LoadedDocument:
+    """Each page's paragraphs with its page number; title from the PDF's metadata, else its first line."""
     try:
         from pypdf import PdfReader
     except ImportError:

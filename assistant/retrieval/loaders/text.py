@@ -26,6 +26,7 @@ def paragraphs(text: str) -> list[str]:
 
 
 def load(path: Path, raw: bytes) -> LoadedDocument:
+    """Title from the file name (text has no markup to take one from)."""
     text, encoding = decode(path, raw)
     blocks = [Block("text", p) for p in paragraphs(text)]
     return new_doc(path, raw, KIND, "", blocks, with_encoding(encoding))

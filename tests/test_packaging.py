@@ -1,4 +1,4 @@
-"""pyproject.toml and the pinned requirements files describe the same product.
+"""pyproject.toml and the pinned requirements files describe the same product; its pytest settings hold.
 
 requirements.txt is the lock Render installs and CI tests; pyproject.toml's [project] is what
 `pip install .` resolves. If they drift, one of them installs something nobody tested. The wheel
@@ -10,6 +10,7 @@ from __future__ import annotations
 import importlib
 import re
 import tomllib
+import warnings
 from pathlib import Path
 
 import pytest
@@ -73,3 +74,13 @@ def test_the_console_script_is_python_m_assistant() -> None:
     with pytest.raises(SystemExit) as exit_info:  # argparse's --help, as `python -m assistant --help`
         main(["--help"])
     assert exit_info.value.code == 0
+
+
+def test_our_deprecations_are_errors_and_upstream_ones_are_reported() -> None:
+    """pyproject's filterwarnings: a DeprecationWarning raised from assistant/, tests/ or bench/ fails
+    the test; one from a dependency only appears in the summary (so upgrades show what they deprecate)."""
+    with pytest.raises(DeprecationWarning):
+        warnings.warn("our own deprecated call", DeprecationWarning, stacklevel=1)
+    with warnings.catch_warnings(record=True) as seen:  # keeps the filters in force, records what they show
+        warnings.warn_explicit("an upstream deprecation", DeprecationWarning, "somelib/api.py", 1, module="somelib.api")
+    assert [str(w.message) for w in seen] == ["an upstream deprecation"]

@@ -2,7 +2,7 @@
 memory sampling of a child process and of the embedded PostgreSQL, and the report file.
 
 Benchmarks run as modules from the repository root (`python -m bench.ingest ...`), so `assistant`,
-`bench` and `tests` import from the checkout with no `sys.path` edits; their child processes do the
+`bench` and `tests` import from the checkout with no import-path edits; their child processes do the
 same (`python -m bench._search_worker`, working directory the repository root, see `bench_module`).
 
 Benchmarks are not tests: they print what they measured and append it to docs/BENCHMARKS.md

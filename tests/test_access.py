@@ -239,6 +239,7 @@ def snapshot(store: Store, thread: str) -> dict[str, Any]:
                                ("chat_elements", "thread_id"), ("chat_feedback", "thread_id"))}
 
 
+@pytest.mark.slow
 async def test_the_data_layer_keeps_each_users_threads_and_ratings_to_themselves(store: Store,
                                                                                  sessions: list) -> None:
     dl = ChatDataLayer(lambda: store)
@@ -314,6 +315,7 @@ def logged_in(name: str, password: str) -> TestClient:
     return client
 
 
+@pytest.mark.slow
 async def test_http_routes_show_and_change_only_your_own_history(login_server: ChatDataLayer, store: Store,
                                                                  sessions: list) -> None:
     anonymous = TestClient(server_app)
@@ -455,6 +457,7 @@ def test_db_status_of_a_working_database_shows_no_password(database_url: str, tm
         assert_secret_free(out + err, DB_PASSWORD)
 
 
+@pytest.mark.slow
 def test_embedding_keys_stay_out_of_errors_and_logs(embedding_server: Any, caplog: pytest.LogCaptureFixture) -> None:
     """A provider that echoes the key in its 401/400 body (some do) must not get it shown or logged."""
     from assistant.retrieval.embedders import make_embedder
@@ -479,6 +482,7 @@ def test_embedding_keys_stay_out_of_errors_and_logs(embedding_server: Any, caplo
     assert any(r.headers.get("authorization") == f"Bearer {PROVIDER_KEY}" for r in embedding_server.requests)
 
 
+@pytest.mark.slow
 async def test_llm_key_stays_out_of_errors_and_logs(llm_server: Any, caplog: pytest.LogCaptureFixture) -> None:
     from assistant.chat.llm import LLMClient, LLMError
 
@@ -626,6 +630,7 @@ async def open_chat(server: Any, origin: str, cookie: str | None) -> Any:
     return chat
 
 
+@pytest.mark.slow
 def test_only_allowed_origins_get_cors_answers(secured: Any) -> None:
     import httpx
 
@@ -643,6 +648,7 @@ def test_only_allowed_origins_get_cors_answers(secured: Any) -> None:
     assert simple.headers["access-control-allow-origin"] == ALLOWED and simple.json()["requireLogin"] is True
 
 
+@pytest.mark.slow
 async def test_socket_handshake_checks_origin_then_login(secured: Any) -> None:
     from tests.fakes.socket_chat import ChatProtocolError
 
@@ -656,6 +662,7 @@ async def test_socket_handshake_checks_origin_then_login(secured: Any) -> None:
         await chat.close()
 
 
+@pytest.mark.slow
 async def test_conversations_over_the_real_server_stay_private(secured: Any) -> None:
     import httpx
 
@@ -695,6 +702,7 @@ async def test_conversations_over_the_real_server_stay_private(secured: Any) -> 
         assert httpx.get(secured.url + "/healthz", timeout=30).status_code == 200
 
 
+@pytest.mark.slow
 def test_login_attempts_are_limited_per_user_and_per_address_through_the_real_route(secured: Any) -> None:
     """Chainlit's own POST /login, on the real server: LOGIN_MAX_FAILURES (5) failures per name, 20 per
     address, then 429 with a one-line reason and Retry-After, before any hashing. The server trusts
@@ -725,6 +733,7 @@ def test_login_attempts_are_limited_per_user_and_per_address_through_the_real_ro
     assert login("alice", ALICE_PASSWORD, "198.51.100.3").status_code == 200
 
 
+@pytest.mark.slow
 async def test_the_servers_own_output_holds_no_secret(secured: Any) -> None:
     """Everything the server printed (start-up, logins, a chat whose LLM rejected the key) is clean."""
     import httpx

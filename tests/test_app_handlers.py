@@ -255,6 +255,7 @@ async def test_unusable_input_is_one_line(text: str, expected: str, retriever: R
     assert len(answers(session)) == 1
 
 
+@pytest.mark.slow
 async def test_a_50000_character_message_is_answered_with_a_notice(
         retriever: Retriever, sample_settings: Settings, use_runtime: Any, sessions: list) -> None:
     use_runtime(runtime_for(retriever, sample_settings))
@@ -362,6 +363,7 @@ class PgProxy:
             s.close()
 
 
+@pytest.mark.slow
 async def test_database_going_away_between_two_messages(sample_database: str, tmp_path: Path, use_runtime: Any,
                                                         sessions: list) -> None:
     proxy = PgProxy(sample_database)
@@ -398,6 +400,7 @@ async def test_database_going_away_between_two_messages(sample_database: str, tm
     (("stall", 3.0), "did not answer in time"),
     (("cut", "According to the documentation, you [1]"), "cut off"),
 ])
+@pytest.mark.slow
 async def test_llm_failures_become_one_notice_line(script: tuple, notice: str, llm_server: Any,
                                                    retriever: Retriever, sample_database: str,
                                                    use_runtime: Any, sessions: list) -> None:
@@ -456,6 +459,7 @@ async def test_starters_come_from_the_indexed_documents(retriever: Retriever, sa
         assert any(len(words(starter.message) & h) >= 2 for h in headings), starter.message
 
 
+@pytest.mark.slow
 async def test_starters_are_empty_while_search_cannot_open(sample_settings: Settings, use_runtime: Any) -> None:
     def opener(s: Settings) -> Retriever:
         raise DatabaseError("down")

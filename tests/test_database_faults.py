@@ -46,6 +46,8 @@ from tests.fakes.embedding_server import EmbeddingServer
 from tests.fakes.postgres import StoppablePostgres
 from tests.fakes.socket_chat import ChatSession
 
+pytestmark = pytest.mark.slow  # a PostgreSQL of its own per test, stopped and started again
+
 QUESTION = "How do I deploy on Render?"
 HANG_GUARD = 30.0  # seconds: far beyond any expected figure; only a hang reaches it
 FIGURES: dict[str, Any] = {}

@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from assistant.retrieval import relevance
+from assistant.retrieval import fulltext, relevance
 from assistant.retrieval.errors import CircuitOpenError, EmbeddingError, QueryError
 from assistant.retrieval.filters import Filters, parse_filters
 from assistant.retrieval.sanitize import storable
@@ -199,6 +199,12 @@ class Retriever:
                 text = cut
         return _Query(text, k, mode, parse_filters(filters), notices)
 
+    def _word_shares(self, text: str) -> tuple[float, float]:
+        """(unknown_share, known_share) of the question's words on this corpus, for the relevance decision."""
+        with self.store.connection() as conn, conn.cursor() as cur:
+            terms = fulltext.query_terms(cur, text, self.settings.text_search_config)
+        return terms.unknown_share, terms.known_share
+
     def _pool_size(self, k: int) -> int:
         return max(4 * k, 40)
 
@@ -247,11 +253,12 @@ class Retriever:
             hits = fuse_units([(vec_hits, 1.0), (txt_hits, text_weight(txt_hits))], k, self.settings.rrf_k)
         timings["search_ms"] = (time.perf_counter() - t0) * 1000
         t0 = time.perf_counter()
-        calibration = None
+        calibration, words = None, None
         if vec_hits and self.settings.min_similarity is None:
             calibration = self.calibrator.get()
+            words = self._word_shares(text)
         decision = relevance.decide(calibration, vec_hits, txt_hits, min_similarity=self.settings.min_similarity,
-                                    degraded=degraded)
+                                    degraded=degraded, words=words)
         timings["relevance_ms"] = (time.perf_counter() - t0) * 1000
         timings["total_ms"] = sum(v for key, v in timings.items() if key != "total_ms")
         return SearchResult(query=text, mode=mode, hits=hits, degraded=degraded, degraded_reason=q.degraded_reason,

@@ -4,6 +4,7 @@ results or a one-line reason, never an exception."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from collections.abc import Iterator
 
@@ -128,6 +129,15 @@ def test_without_vectors_full_text_decides_alone():
     assert degraded.relevant and "semantic search unavailable" in degraded.reason
 
 
+def test_every_probe_has_a_shipped_vector():  # calibrating costs searches only, no embedding
+    from assistant.retrieval.probe_vectors import PROBE_VECTORS_PATH
+    from assistant.retrieval.sample_vectors import load_vectors, text_key
+
+    shipped = load_vectors(PROBE_VECTORS_PATH)
+    assert len(set(relevance.PROBES)) == len(relevance.PROBES)
+    assert all(text_key(p) in shipped for p in relevance.PROBES)
+
+
 def test_calibration_json_round_trip_and_garbage():
     assert Calibration.from_json(CAL.to_json()) == CAL
     assert Calibration.from_json("not json") is None and Calibration.from_json('{"version": 1}') is None
@@ -204,6 +214,10 @@ def test_recalibrates_when_the_corpus_changes(settings):
         r.calibrator._checked = 0.0  # as if CHECK_EVERY had passed
         second = r.calibrator.get()
         assert second is not None and second.version == store.corpus_version() != first.version
+        store.set_meta(relevance.META_KEY, dataclasses.replace(second, probes=3, peak_mean=0.0).to_json())
+        r.calibrator._checked = 0.0  # a calibration made with another probe set is not reused
+        third = r.calibrator.get()
+        assert third is not None and third.probes == len(relevance.PROBES) and third.peak_mean == second.peak_mean
     finally:
         store.close()
 

@@ -193,6 +193,13 @@ def test_candidates_come_from_the_rarest_words_first():
     assert fulltext.QueryTerms(("xyz",), (0,), (9.0,), 10, 5.0).candidate_words() == []
 
 
+def test_shares_of_words_the_documents_never_use():
+    terms = fulltext.QueryTerms(("how", "numpy", "reshape"), (900, 0, 4), (0.5, 9.0, 5.5), 1000, 50.0)
+    assert terms.unknown_share == pytest.approx(9.0 / 15.0) and terms.known_share == pytest.approx(2 / 3)
+    nothing = fulltext.QueryTerms((), (), (), 1000, 50.0)  # punctuation only
+    assert nothing.unknown_share == 0.0 and nothing.known_share == 0.0
+
+
 @pytest.mark.parametrize("word", ["it's", "back\\slash", "a|b", "(x)", "!not", "ünïcödé", "'"])
 def test_query_words_with_tsquery_syntax_are_only_data(store, word):
     _write(store, "/kb/s.md", [f"some text with {word} inside", "other text"])

@@ -4,6 +4,7 @@ results or a one-line reason, never an exception."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from collections.abc import Iterator
 
@@ -87,8 +88,24 @@ def test_features_count_a_page_once():
 def test_a_passage_standing_out_from_the_probes_is_relevant():
     yes = decide(CAL, vector_list(0.86, 0.80), [])
     assert yes.relevant and "stands out" in yes.reason
-    no = decide(CAL, vector_list(0.81, 0.805), [])
+    no = decide(CAL, vector_list(0.805, 0.80), [])
     assert not no.relevant and "does not stand out" in no.reason and "sd" in no.reason
+
+
+def test_a_small_lead_is_no_evidence_against_but_a_large_one_is_for():
+    close_neighbours = [hit(0, 0, sim=0.826)] + [hit(i, i, sim=0.824) for i in range(1, 12)]  # lead below the probes'
+    assert decide(CAL, close_neighbours, []).relevant  # z(peak) 1.3 stands on its own
+    standing_out = [hit(0, 0, sim=0.815)] + [hit(i, i, sim=0.79) for i in range(1, 12)]  # z(peak) 0.75, z(lift) +3
+    assert decide(CAL, standing_out, []).relevant
+
+
+def test_words_the_documents_never_use_count_against_unless_the_question_is_in_another_language():
+    vec = vector_list(0.83, 0.82)  # z(peak) 1.5: relevant on the vectors alone
+    assert decide(CAL, vec, [], words=(0.0, 1.0)).relevant
+    near_miss = decide(CAL, vec, [], words=(0.8, 0.9))  # "numpy" in a question on the standard library
+    assert not near_miss.relevant and "never use 72%" in near_miss.reason
+    assert decide(CAL, vec, [], words=(1.0, 0.1)).relevant  # a German question on English documents
+    assert relevance.novelty(1.5, -1.0) == 0.0 and relevance.novelty(0.5, 0.5) == 0.25
 
 
 def test_strong_full_text_evidence_agreeing_with_vectors_is_relevant():
@@ -110,6 +127,15 @@ def test_without_vectors_full_text_decides_alone():
     assert not decide(None, [], []).relevant
     degraded = decide(None, [], [hit(1, 1, matched=0.1)], degraded=True)  # embedder down: any match counts
     assert degraded.relevant and "semantic search unavailable" in degraded.reason
+
+
+def test_every_probe_has_a_shipped_vector():  # calibrating costs searches only, no embedding
+    from assistant.retrieval.probe_vectors import PROBE_VECTORS_PATH
+    from assistant.retrieval.sample_vectors import load_vectors, text_key
+
+    shipped = load_vectors(PROBE_VECTORS_PATH)
+    assert len(set(relevance.PROBES)) == len(relevance.PROBES)
+    assert all(text_key(p) in shipped for p in relevance.PROBES)
 
 
 def test_calibration_json_round_trip_and_garbage():
@@ -136,6 +162,8 @@ def test_on_and_off_topic_questions_on_the_sample_corpus(retriever):
     assert off.relevant is False and "off-topic" in off.relevance_reason
     german = retriever.search("Wie binde ich den Chat als Widget in meine Webseite ein?")
     assert german.relevant is True
+    flu = retriever.search("What are the symptoms of the flu?")  # close in meaning, but no page says "flu"
+    assert flu.relevant is False and "never use" in flu.relevance_reason
     calibration = retriever.calibrator.get()
     assert calibration is not None and calibration.probes == len(relevance.PROBES)
     assert Store.status(retriever.store)["relevance"]["current"] is True
@@ -146,6 +174,8 @@ def test_on_and_off_topic_questions_on_the_sample_corpus(retriever):
     "?!? ... ---",  # punctuation only
     "ตั้งค่าฐานข้อมูลอย่างไร",  # Thai: a script the documents never use
     "Как развернуть ассистента?",  # Cyrillic
+    "🙂 🚀 👍",  # emoji only
+    "404",  # a bare number
     " ".join(["deploy render database memory widget"] * 150),  # far beyond 512 tokens
 ])
 @pytest.mark.parametrize("mode", ["hybrid", "vector", "text"])
@@ -187,6 +217,10 @@ def test_recalibrates_when_the_corpus_changes(settings):
         r.calibrator._checked = 0.0  # as if CHECK_EVERY had passed
         second = r.calibrator.get()
         assert second is not None and second.version == store.corpus_version() != first.version
+        store.set_meta(relevance.META_KEY, dataclasses.replace(second, probes=3, peak_mean=0.0).to_json())
+        r.calibrator._checked = 0.0  # a calibration made with another probe set is not reused
+        third = r.calibrator.get()
+        assert third is not None and third.probes == len(relevance.PROBES) and third.peak_mean == second.peak_mean
     finally:
         store.close()
 

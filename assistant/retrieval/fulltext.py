@@ -178,6 +178,18 @@ class QueryTerms:
     def total_idf(self) -> float:
         return sum(self.idf)
 
+    @property
+    def unknown_share(self) -> float:
+        """Share of the question's IDF mass in words no chunk holds (0 for a question of no words)."""
+        total = self.total_idf
+        return sum(w for w, d in zip(self.idf, self.df, strict=True) if d == 0) / total if total else 0.0
+
+    @property
+    def known_share(self) -> float:
+        """Share of the question's distinct words some chunk holds: near 0 for a question in a
+        language or script the documents do not use."""
+        return len(self.known) / len(self.words) if self.words else 0.0
+
     def candidate_words(self, budget: int = CANDIDATE_BUDGET) -> list[str]:
         """Rarest known words first while their postings fit `budget` (always at least one)."""
         chosen, total = [], 0

@@ -13,12 +13,14 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from assistant.retrieval import relevance
+from assistant.retrieval import fulltext, relevance
 from assistant.retrieval.errors import CircuitOpenError, EmbeddingError, QueryError
 from assistant.retrieval.filters import Filters, parse_filters
 from assistant.retrieval.sanitize import storable
@@ -134,6 +136,36 @@ def _log_fallback(err: EmbeddingError) -> None:
         log.warning("embedding failed, falling back to full-text search: %s", err)
 
 
+@dataclass
+class _Query:
+    """One search on its way through the steps: the checked input, the query vector, the timings."""
+
+    text: str
+    k: int
+    mode: str
+    filters: Filters
+    notices: list[str]
+    timings: dict[str, float] = field(default_factory=dict)
+    vector: np.ndarray | None = None
+    degraded_reason: str | None = None
+
+    @property
+    def wants_vector(self) -> bool:
+        return self.mode != "text"
+
+    @contextmanager
+    def embedding(self) -> Iterator[None]:
+        """Times the embedding; a failed one leaves `vector` None (full-text fallback) with its reason."""
+        t0 = time.perf_counter()
+        try:
+            yield
+        except EmbeddingError as err:
+            self.degraded_reason = str(err)
+            _log_fallback(err)
+        finally:
+            self.timings["embed_ms"] = (time.perf_counter() - t0) * 1000
+
+
 class Retriever:
     """Embeds the query, searches the store, fuses, and times each step."""
 
@@ -145,8 +177,7 @@ class Retriever:
 
     # -- input checks ---------------------------------------------------------------------------
 
-    def _prepare(self, query: str, k: int | None, mode: str,
-                 filters: FilterSpec) -> tuple[str, int, Filters, list[str]]:
+    def _prepare(self, query: str, k: int | None, mode: str, filters: FilterSpec) -> _Query:
         text = "" if query is None else " ".join(storable(str(query)).split())  # NUL/surrogates break SQL
         if not text:
             raise QueryError("The question is empty: type a few words to search for")
@@ -166,50 +197,41 @@ class Retriever:
                     f" (the model's {QUERY_MAX_TOKENS}-token window) were used for search"
                 )
                 text = cut
-        return text, k, parse_filters(filters), notices
+        return _Query(text, k, mode, parse_filters(filters), notices)
+
+    def _word_shares(self, text: str) -> tuple[float, float]:
+        """(unknown_share, known_share) of the question's words on this corpus, for the relevance decision."""
+        with self.store.connection() as conn, conn.cursor() as cur:
+            terms = fulltext.query_terms(cur, text, self.settings.text_search_config)
+        return terms.unknown_share, terms.known_share
 
     def _pool_size(self, k: int) -> int:
         return max(4 * k, 40)
 
     # -- search ----------------------------------------------------------------------------------
+    # `search` and `asearch` differ only in how they call the embedder: each step is written once,
+    # in `_prepare`, `_Query.embedding` and `_search_store`.
 
     def search(self, query: str, *, k: int | None = None, mode: str = "hybrid",
                filters: FilterSpec = None) -> SearchResult:
         """Synchronous search (CLI, benchmarks)."""
-        text, k, flt, notices = self._prepare(query, k, mode, filters)
-        timings: dict[str, float] = {}
-        vector, degraded_reason = None, None
-        if mode != "text":
-            t0 = time.perf_counter()
-            try:
-                vector = self.embedder.embed_query(text)
-            except EmbeddingError as err:
-                degraded_reason = str(err)
-                _log_fallback(err)
-            timings["embed_ms"] = (time.perf_counter() - t0) * 1000
-        return self._search_with_vector(text, k, mode, flt, vector, degraded_reason, notices, timings)
+        q = self._prepare(query, k, mode, filters)
+        if q.wants_vector:
+            with q.embedding():
+                q.vector = self.embedder.embed_query(q.text)
+        return self._search_store(q)
 
     async def asearch(self, query: str, *, k: int | None = None, mode: str = "hybrid",
                       filters: FilterSpec = None) -> SearchResult:
         """Async search for the chat app: embedding and SQL run off the event loop."""
-        text, k, flt, notices = await asyncio.to_thread(self._prepare, query, k, mode, filters)
-        timings: dict[str, float] = {}
-        vector, degraded_reason = None, None
-        if mode != "text":
-            t0 = time.perf_counter()
-            try:
-                vector = await self.embedder.aembed_query(text)
-            except EmbeddingError as err:
-                degraded_reason = str(err)
-                _log_fallback(err)
-            timings["embed_ms"] = (time.perf_counter() - t0) * 1000
-        return await asyncio.to_thread(
-            self._search_with_vector, text, k, mode, flt, vector, degraded_reason, notices, timings
-        )
+        q = await asyncio.to_thread(self._prepare, query, k, mode, filters)
+        if q.wants_vector:
+            with q.embedding():
+                q.vector = await self.embedder.aembed_query(q.text)
+        return await asyncio.to_thread(self._search_store, q)
 
-    def _search_with_vector(self, text: str, k: int, mode: str, flt: Filters,
-                            vector: np.ndarray | None, degraded_reason: str | None, notices: list[str],
-                            timings: dict[str, float]) -> SearchResult:
+    def _search_store(self, q: _Query) -> SearchResult:
+        text, k, mode, flt, vector, timings = q.text, q.k, q.mode, q.filters, q.vector, q.timings
         t0 = time.perf_counter()
         degraded = mode != "text" and vector is None
         pool = self._pool_size(k)
@@ -231,13 +253,14 @@ class Retriever:
             hits = fuse_units([(vec_hits, 1.0), (txt_hits, text_weight(txt_hits))], k, self.settings.rrf_k)
         timings["search_ms"] = (time.perf_counter() - t0) * 1000
         t0 = time.perf_counter()
-        calibration = None
+        calibration, words = None, None
         if vec_hits and self.settings.min_similarity is None:
             calibration = self.calibrator.get()
+            words = self._word_shares(text)
         decision = relevance.decide(calibration, vec_hits, txt_hits, min_similarity=self.settings.min_similarity,
-                                    degraded=degraded)
+                                    degraded=degraded, words=words)
         timings["relevance_ms"] = (time.perf_counter() - t0) * 1000
         timings["total_ms"] = sum(v for key, v in timings.items() if key != "total_ms")
-        return SearchResult(query=text, mode=mode, hits=hits, degraded=degraded, degraded_reason=degraded_reason,
-                            notices=notices, timings_ms=timings, relevant=decision.relevant and bool(hits),
+        return SearchResult(query=text, mode=mode, hits=hits, degraded=degraded, degraded_reason=q.degraded_reason,
+                            notices=q.notices, timings_ms=timings, relevant=decision.relevant and bool(hits),
                             relevance_reason=decision.reason if hits else "no passage matched the question")

@@ -24,6 +24,7 @@ from assistant.chat.condense import condense, previous_user_questions, rule_base
 from assistant.chat.events import Answer, QueryRewritten, Retrieved, Token
 from assistant.chat.extractive import extractive_answer
 from assistant.chat.llm import LLMClient, LLMError
+from assistant.chat.llm_tokens import CALIBRATED_MARGIN, MESSAGE_OVERHEAD, REPLY_PRIMING, TokenCounter, get_counter
 from assistant.chat.prompts import (
     AssembledPrompt,
     assemble_answer_prompt,
@@ -31,7 +32,6 @@ from assistant.chat.prompts import (
     load_prompts,
     prompt_limit,
 )
-from assistant.chat.tokens import CALIBRATED_MARGIN, MESSAGE_OVERHEAD, REPLY_PRIMING, TokenCounter, get_counter
 from assistant.config import Settings
 from assistant.retrieval.errors import ConfigError, QueryError
 from assistant.retrieval.sanitize import storable

@@ -347,7 +347,7 @@ def cmd_eval_answers(settings: Settings, args: argparse.Namespace) -> int:
     retriever = open_retriever(settings, announce=not args.json)
 
     async def run() -> AnswerReport:
-        pipeline = ChatPipeline(retriever, settings)
+        pipeline = ChatPipeline(retriever, settings, titles=retriever.store)
         try:
             return await evaluate_answers(pipeline, questions, path=args.questions)
         finally:
@@ -463,7 +463,10 @@ def cmd_serve(settings: Settings, args: argparse.Namespace) -> int:
         cmd.append("--headless")
     # A child process, not exec: this one keeps the embedded server's handle until the chat exits.
     # Chainlit reads .chainlit/ and chainlit.md from the working directory: the repository root.
-    child = subprocess.Popen(cmd, cwd=APP_PATH.parent.parent)
+    # The child imports the same `assistant` package as this process, wherever its working directory.
+    package_root = str(APP_PATH.parent.parent)
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in (package_root, os.environ.get("PYTHONPATH")) if p)}
+    child = subprocess.Popen(cmd, cwd=package_root, env=env)
     signal.signal(signal.SIGTERM, lambda *_: child.terminate())  # a stopped `serve` stops the chat too
     try:
         return child.wait()

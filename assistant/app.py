@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Any
 
 try:
     import assistant  # noqa: F401  (loaded by path, this file cannot count on its own package)
-except ModuleNotFoundError:  # the `chainlit` script from a checkout: the repository root is not on sys.path
+except ModuleNotFoundError:  # the `chainlit` script in a checkout: the repository root is not importable
     raise SystemExit("Cannot import the `assistant` package: run `pip install .` in the checkout, or start the chat"
                      " from its root with `python -m chainlit run assistant/app.py` (or `python -m assistant serve`)"
                      ) from None

@@ -17,7 +17,6 @@ import base64
 import hashlib
 import hmac
 import math
-import os
 import re
 import secrets
 import threading
@@ -25,7 +24,7 @@ import time
 from collections import OrderedDict, deque
 from collections.abc import Callable, Mapping, Sequence
 
-from assistant.retrieval.errors import ConfigError
+from assistant.errors import ConfigError
 
 SCHEME = "scrypt"
 # 16 MiB and ~0.1 s a check on a small CPU: slow for guessing, cheap for one login.
@@ -199,15 +198,15 @@ def retry_message(kind: str, seconds: float) -> str:
     return f"Too many failed sign-in attempts {whom}; try again in {wait}."
 
 
-def check_login_settings(users: Sequence[tuple[str, str]], allowed_origins: Sequence[str],
-                         environ: Mapping[str, str] | None = None) -> None:
-    """With users configured, refuse settings that would not start or would not protect anything."""
+def check_login_settings(users: Sequence[tuple[str, str]], allowed_origins: Sequence[str], auth_secret: str | None,
+                         cookie_samesite: str = "lax") -> None:
+    """With users configured, refuse settings that would not start or would not protect anything
+    (CHAINLIT_AUTH_SECRET and CHAINLIT_COOKIE_SAMESITE, as read into Settings)."""
     if not users:
         return
-    env = os.environ if environ is None else environ
-    if not (env.get("CHAINLIT_AUTH_SECRET") or "").strip():
+    if not (auth_secret or "").strip():
         raise ConfigError("ASSISTANT_USERS needs CHAINLIT_AUTH_SECRET to sign the login cookie: "
                           "make one with `chainlit create-secret` and set it")
-    if "*" in allowed_origins and (env.get("CHAINLIT_COOKIE_SAMESITE") or "lax").lower() == "none":
+    if "*" in allowed_origins and cookie_samesite == "none":
         raise ConfigError("With a login and CHAINLIT_COOKIE_SAMESITE=none, ALLOWED_ORIGINS=* would let any website "
                           "read your users' conversations: list the sites that embed the chat in ALLOWED_ORIGINS")

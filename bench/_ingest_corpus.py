@@ -13,14 +13,11 @@ from __future__ import annotations
 import html
 import json
 import re
-import sys
 import textwrap
 import unicodedata
 from pathlib import Path
 
-from _common import REPO
-
-sys.path.insert(0, str(REPO))
+from bench._common import REPO
 from tests.fakes.documents import make_pdf
 
 SCIFACT = REPO.parent / "shared" / "data" / "beir-scifact" / "corpus.jsonl"

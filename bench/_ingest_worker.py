@@ -1,9 +1,10 @@
 """Ingest in a fresh interpreter for bench/ingest.py: the product's own steps, timed one by one.
 
-Stdlib only at the top. Usage: python bench/_ingest_worker.py PATH... (ASSISTANT_DATA_DIR set by
+Stdlib only at the top. Usage: python -m bench._ingest_worker PATH... (ASSISTANT_DATA_DIR set by
 the caller to a fresh folder; the embedder from EMBEDDING_PROVIDER and friends, as the product
-reads them). Prints one JSON object on stdout. BENCH_SOURCE_ROOT, when set, is the folder the
-`assistant` package is imported from (bench/ingest.py --baseline puts an older commit's there).
+reads them). Prints one JSON object on stdout. `assistant` is imported from wherever the path
+finds it first: this checkout (working directory the repository root), or an older commit's copy
+(bench/ingest.py --baseline starts the worker in that copy with bench._common.source_env).
 
 The split: `parse_s` is the loaders (`load_file`), `chunk_s` the chunker (`chunk_document`),
 `embed_s` the embedder's `embed_passages`, `write_s` the store's `replace_document` (one
@@ -14,15 +15,11 @@ transaction and a binary COPY per document), `lookup_s` the unchanged-file check
 from __future__ import annotations
 
 import json
-import os
 import resource
 import sys
 import time
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any
-
-sys.path.insert(0, os.environ.get("BENCH_SOURCE_ROOT") or str(Path(__file__).resolve().parents[1]))
 
 
 class Stopwatch:

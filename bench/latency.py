@@ -25,7 +25,7 @@ the median of the rounds' p50 and p95, with the rounds' min-max.
    against `chainlit run assistant/app.py` with the scripted loopback LLM (answers at once): one
    session at a time (first question, then a follow-up), and 10 sessions at once.
 
-Usage: python bench/latency.py [--rounds 3] [--queries 60] [--big 100000] [--hf-delay-ms 0,50]
+Usage: python -m bench.latency [--rounds 3] [--queries 60] [--big 100000] [--hf-delay-ms 0,50]
                                [--only embed,search,big,prompt,socket] [--no-write]
 """
 
@@ -48,7 +48,6 @@ import numpy as np
 import psycopg
 from psycopg import sql
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from bench._common import (
     CACHE,
     REPO,

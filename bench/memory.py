@@ -18,7 +18,7 @@ reported separately as PSS sums (shared buffers divided among its processes), id
 A reference row comes from bench/torch_reference.py when it exists: the classic stack
 (sentence-transformers + PyTorch CPU) with a model of multilingual-e5-small's architecture.
 
-Usage: python bench/memory.py [--runs 3] [--only local,hf] [--no-write]   (or python -m bench.memory)
+Usage: python -m bench.memory [--runs 3] [--only local,hf] [--no-write]
 """
 
 from __future__ import annotations
@@ -37,7 +37,6 @@ from typing import Any
 
 import psutil
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from bench._common import (
     CACHE,
     MemorySampler,
@@ -172,10 +171,8 @@ def torch_reference() -> tuple[list[list[str]] | None, str]:
     bench_dir = Path(__file__).resolve().parent
     if not (bench_dir / "torch_reference.py").exists():
         return None, "bench/torch_reference.py does not exist"
-    if str(bench_dir) not in sys.path:
-        sys.path.insert(0, str(bench_dir))  # it imports its siblings as top-level modules
     try:
-        module = importlib.import_module("torch_reference")
+        module = importlib.import_module("bench.torch_reference")
         rows = []
         for label, figures in (("reference: sentence-transformers + PyTorch CPU, e5-small architecture",
                                 module.measure()),

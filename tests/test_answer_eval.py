@@ -69,6 +69,7 @@ async def test_the_follow_up_set_keeps_the_topic(sample_database: str, tmp_path:
     assert "first-citation accuracy" in format_answer_report(report)
 
 
+@pytest.mark.slow
 def test_cli_answers_json_and_bad_input(sample_database: str, tmp_path: Path) -> None:
     path = write(tmp_path, '{"question": "What should I do if the server runs out of memory?",'
                  ' "expected": ["troubleshooting.md"]}\n'

@@ -260,6 +260,7 @@ async def test_unusable_input_is_one_line(text: str, expected: str, retriever: R
     assert len(answers(session)) == 1
 
 
+@pytest.mark.slow
 async def test_a_50000_character_message_is_answered_with_a_notice(
         retriever: Retriever, sample_settings: Settings, use_runtime: Any, sessions: list) -> None:
     use_runtime(runtime_for(retriever, sample_settings))
@@ -307,6 +308,7 @@ class PgProxy:
         self._listener: socket.socket | None = None
         self._conns: list[socket.socket] = []
         self._lock = threading.Lock()
+        self._up = False
 
     def start(self) -> None:
         listener = socket.socket()
@@ -314,6 +316,8 @@ class PgProxy:
         listener.bind(("127.0.0.1", self.port))
         listener.listen(16)
         self._listener = listener
+        with self._lock:
+            self._up = True
         threading.Thread(target=self._accept, args=(listener,), daemon=True).start()
 
     def _accept(self, listener: socket.socket) -> None:
@@ -329,6 +333,10 @@ class PgProxy:
                 client.close()
                 continue
             with self._lock:
+                if not self._up:  # stop() ran while this one was being connected: cut it too
+                    client.close()
+                    upstream.close()
+                    continue
                 self._conns += [client, upstream]
             for a, b in ((client, upstream), (upstream, client)):
                 threading.Thread(target=self._pipe, args=(a, b), daemon=True).start()
@@ -353,13 +361,14 @@ class PgProxy:
             self._listener.close()
             self._listener = None
         with self._lock:
-            conns, self._conns = self._conns, []
+            conns, self._conns, self._up = self._conns, [], False
         for s in conns:
             with contextlib.suppress(OSError):
                 s.shutdown(socket.SHUT_RDWR)
             s.close()
 
 
+@pytest.mark.slow
 async def test_database_going_away_between_two_messages(sample_database: str, tmp_path: Path, use_runtime: Any,
                                                         sessions: list) -> None:
     proxy = PgProxy(sample_database)
@@ -396,6 +405,7 @@ async def test_database_going_away_between_two_messages(sample_database: str, tm
     (("stall", 3.0), "did not answer in time"),
     (("cut", "According to the documentation, you [1]"), "cut off"),
 ])
+@pytest.mark.slow
 async def test_llm_failures_become_one_notice_line(script: tuple, notice: str, llm_server: Any,
                                                    retriever: Retriever, sample_database: str,
                                                    use_runtime: Any, sessions: list) -> None:
@@ -454,6 +464,7 @@ async def test_starters_come_from_the_indexed_documents(retriever: Retriever, sa
         assert any(len(words(starter.message) & h) >= 2 for h in headings), starter.message
 
 
+@pytest.mark.slow
 async def test_starters_are_empty_while_search_cannot_open(sample_settings: Settings, use_runtime: Any) -> None:
     def opener(s: Settings) -> Retriever:
         raise DatabaseError("down")

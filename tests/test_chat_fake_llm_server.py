@@ -10,6 +10,7 @@ import time
 from pathlib import Path
 
 import httpx
+import pytest
 
 from tests.fakes.llm_server import FakeLLMServer, default_answer, split_tokens
 
@@ -42,6 +43,7 @@ def test_tokenizer_like_split_and_default_answer() -> None:
     assert default_answer([{"role": "user", "content": "no sources"}]) == "The documents do not cover this."
 
 
+@pytest.mark.slow
 def test_standalone_server_is_scriptable_over_http() -> None:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))

@@ -285,6 +285,7 @@ async def test_rate_limit_after_retries_falls_back(llm_server: FakeLLMServer) ->
 
 
 @pytest.mark.asyncio
+@pytest.mark.slow
 async def test_timeout_falls_back_quickly(llm_server: FakeLLMServer) -> None:
     llm_server.script(("stall", 5))
     pipeline = ChatPipeline(FakeRetriever(), llm_server.settings(llm_timeout=0.5, llm_max_retries=0))
@@ -326,6 +327,7 @@ async def test_stream_cut_mid_answer_keeps_the_partial_text(llm_server: FakeLLMS
 
 
 @pytest.mark.asyncio
+@pytest.mark.slow
 async def test_stall_mid_stream_is_a_cut_not_a_fallback(llm_server: FakeLLMServer) -> None:
     llm_server.script(("answer", ["Render gives", " 512 MB [1]", " and then", " more."], [0, 0, 3.0]))
     pipeline = ChatPipeline(FakeRetriever(), llm_server.settings(llm_timeout=0.5))

@@ -233,6 +233,7 @@ def run(blocks: list[Block], p: dict) -> tuple[list[Chunk], dict]:
 
 @settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(documents(), params)
+@pytest.mark.slow
 def test_chunks_respect_budgets_and_cover_the_input_in_order(blocks: list[Block], p: dict) -> None:
     chunks, kw = run(blocks, p)
     assert [c.ordinal for c in chunks] == list(range(len(chunks)))
@@ -251,12 +252,14 @@ def test_chunks_respect_budgets_and_cover_the_input_in_order(blocks: list[Block]
 
 @settings(max_examples=40, deadline=None)
 @given(documents(), params)
+@pytest.mark.slow
 def test_deterministic(blocks: list[Block], p: dict) -> None:
     assert run(blocks, p)[0] == run(list(blocks), p)[0]
 
 
 @settings(max_examples=100, deadline=None)
 @given(documents(), params)
+@pytest.mark.slow
 def test_code_blocks_that_fit_stay_whole(blocks: list[Block], p: dict) -> None:
     chunks, kw = run(blocks, p)
     context = expected_context(blocks)
@@ -272,6 +275,7 @@ def test_code_blocks_that_fit_stay_whole(blocks: list[Block], p: dict) -> None:
 
 @settings(max_examples=100, deadline=None)
 @given(documents(), params)
+@pytest.mark.slow
 def test_headings_and_pages_open_chunks(blocks: list[Block], p: dict) -> None:
     """Every chunk's path and page is one some content block really has, in input order."""
     chunks, _ = run(blocks, p)

@@ -102,6 +102,7 @@ def _warning_pdf() -> bytes:
     return re.sub(rb"startxref\n(\d+)", lambda m: b"startxref\n%d" % (int(m.group(1)) + 7), raw)
 
 
+@pytest.mark.slow
 def test_ingest_prints_one_clean_line_per_bad_file_and_library_noise_goes_to_the_log(
         database_url: str, tmp_path: Path, clean_env: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
     docs = tmp_path / "docs"

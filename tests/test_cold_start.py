@@ -51,6 +51,7 @@ def client_for(runtime: Runtime) -> TestClient:
     return TestClient(test_app)
 
 
+@pytest.mark.slow
 def test_installing_the_app_loads_nothing_the_port_does_not_need() -> None:
     """What `chainlit run assistant/app.py` runs before its port opens: importing the module and
     `install()`. With an LLM configured too: openai and tiktoken load in the warm-up, not before."""
@@ -72,6 +73,7 @@ def listening_port() -> tuple[socket.socket, int]:
     return s, s.getsockname()[1]
 
 
+@pytest.mark.slow
 def test_the_warm_up_waits_for_the_port_then_opens_everything(retriever: Retriever) -> None:
     sock, port = listening_port()  # bound, not listening yet: connections are refused
     opened = threading.Event()

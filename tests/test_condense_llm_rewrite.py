@@ -78,6 +78,7 @@ def test_check_rewrite_accepts_labels_quotes_and_other_languages() -> None:
 
 
 @pytest.mark.asyncio
+@pytest.mark.slow
 async def test_rewrite_time_is_reported_apart_from_search_time(llm_server: FakeLLMServer) -> None:
     llm_server.script(("condense", "How much memory does the assistant get on Render?", 1.0),
                       ("answer", "512 MB [1]."))

@@ -48,6 +48,7 @@ def crawl(url: str, store: Store, hf, options: CrawlOptions = FAST, *, prune: bo
     return report, crawlers[0]
 
 
+@pytest.mark.slow
 def test_site_is_indexed_then_a_second_run_downloads_nothing(store, hf):
     with DocsSite() as site:
         first, crawler = crawl(site.url, store, hf)
@@ -85,6 +86,7 @@ def test_site_is_indexed_then_a_second_run_downloads_nothing(store, hf):
         assert f"{site.url}library/shelve.html" not in store.sources() and len(store.sources()) == PAGES - 1
 
 
+@pytest.mark.slow
 def test_prune_touches_only_that_site(store, hf, tmp_path):
     local = tmp_path / "notes.md"
     local.write_text("# Notes\n\nLocal notes about the backup schedule, kept for the team.\n")
@@ -100,6 +102,7 @@ def test_prune_touches_only_that_site(store, hf, tmp_path):
         assert f"{other.url}library/copy.html" in sources and local.resolve().as_posix() in sources
 
 
+@pytest.mark.slow
 def test_every_fault_is_one_line_and_the_crawl_goes_on(store, hf):
     with DocsSite(faults=True, slow_seconds=3.0) as site:
         lines: list[str] = []
@@ -138,6 +141,7 @@ def test_refused_urls_are_one_line_each(store, hf, arg, needle):
     assert len(report.failed) == 1 and needle in report.failed[0][1] and "\n" not in report.failed[0][1]
 
 
+@pytest.mark.slow
 def test_robots_disallow_and_robots_errors(store, hf):
     with DocsSite(robots="User-agent: *\nDisallow: /docs/\n") as site:
         report, _ = crawl(site.url, store, hf)
@@ -148,6 +152,7 @@ def test_robots_disallow_and_robots_errors(store, hf):
         assert crawler.stats.disallowed == [f"{site.url}howto/sorting.html"]
 
 
+@pytest.mark.slow
 def test_robots_txt_server_error_means_do_not_crawl(store, hf):
     with DocsSite(robots_status=503) as site:
         report, _ = crawl(site.url, store, hf)
@@ -158,12 +163,14 @@ def test_robots_txt_server_error_means_do_not_crawl(store, hf):
         assert len(report.added) == PAGES
 
 
+@pytest.mark.slow
 def test_start_page_redirecting_off_site_is_an_error(store, hf):
     with DocsSite(faults=True) as site:
         report, _ = crawl(site.url + "faults/away.html", store, hf)
         assert len(report.failed) == 1 and "not followed" in report.failed[0][1]
 
 
+@pytest.mark.slow
 def test_unreachable_site_and_missing_start_page(store, hf):
     with DocsSite() as site:
         port = site.origin.rsplit(":", 1)[1]
@@ -174,6 +181,7 @@ def test_unreachable_site_and_missing_start_page(store, hf):
         assert "HTTP 404" in report.failed[0][1]
 
 
+@pytest.mark.slow
 def test_max_pages_limits_the_crawl(store, hf):
     with DocsSite() as site:
         lines: list[str] = []
@@ -182,6 +190,7 @@ def test_max_pages_limits_the_crawl(store, hf):
         assert any("stopped at --max-pages 3" in line for line in lines)
 
 
+@pytest.mark.slow
 def test_polite_delay_spaces_requests(store, hf):
     with DocsSite() as site:
         _, crawler = crawl(site.url, store, hf, CrawlOptions(delay=0.2, concurrency=4, max_pages=4))

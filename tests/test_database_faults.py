@@ -31,7 +31,7 @@ from psycopg_pool.base import AttemptWithBackoff
 
 from assistant.config import Settings
 from assistant.retrieval import open_retriever
-from assistant.retrieval import store as store_module
+from assistant.retrieval import store_search as store_module
 from assistant.retrieval.chunking import chunk_document
 from assistant.retrieval.embedders import make_embedder
 from assistant.retrieval.errors import DatabaseError
@@ -45,6 +45,8 @@ from tests.fakes.app_server import AppServer
 from tests.fakes.embedding_server import EmbeddingServer
 from tests.fakes.postgres import StoppablePostgres
 from tests.fakes.socket_chat import ChatSession
+
+pytestmark = pytest.mark.slow  # a PostgreSQL of its own per test, stopped and started again
 
 QUESTION = "How do I deploy on Render?"
 HANG_GUARD = 30.0  # seconds: far beyond any expected figure; only a hang reaches it

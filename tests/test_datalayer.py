@@ -195,6 +195,7 @@ async def test_database_down_is_a_warning_for_background_writes_and_an_error_for
         await dl.upsert_feedback(Feedback(forId="x", value=1))
 
 
+@pytest.mark.slow
 async def test_rating_a_real_answer(sample_database: str, store: Store, tmp_path: Path, sessions: list,
                                     monkeypatch: pytest.MonkeyPatch) -> None:
     """The chat answers (search on the sample corpus); the thumbs-down lands with what was shown."""

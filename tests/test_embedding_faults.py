@@ -352,6 +352,7 @@ async def test_outage_is_contained_by_the_breaker_and_heals_by_itself(
 
 
 @pytest.mark.asyncio
+@pytest.mark.slow
 async def test_recovery_is_automatic_on_the_real_clock(make_chat: Callable[..., Chat]) -> None:
     cooldown = 0.5
     chat = make_chat(fake_clock=False, embedding_breaker_cooldown=cooldown)
@@ -374,6 +375,7 @@ async def test_recovery_is_automatic_on_the_real_clock(make_chat: Callable[..., 
 
 
 @pytest.mark.asyncio
+@pytest.mark.slow
 async def test_flapping_per_request_is_hidden_by_retries(make_chat: Callable[..., Chat]) -> None:
     chat = make_chat()
     chat.server.flap(("status", 500), healthy=1, failing=1)
@@ -385,6 +387,7 @@ async def test_flapping_per_request_is_hidden_by_retries(make_chat: Callable[...
 
 
 @pytest.mark.asyncio
+@pytest.mark.slow
 async def test_flapping_per_message_degrades_only_the_failed_ones(make_chat: Callable[..., Chat]) -> None:
     chat = make_chat()
     chat.server.flap(("status", 401), healthy=1, failing=1)  # a final error: one request per message
@@ -398,6 +401,7 @@ async def test_flapping_per_message_degrades_only_the_failed_ones(make_chat: Cal
 
 
 @pytest.mark.asyncio
+@pytest.mark.slow
 async def test_model_loading_once_is_waited_out_not_degraded(make_chat: Callable[..., Chat]) -> None:
     chat = make_chat()
     chat.server.script(("status", 503, {"error": "Model is loading", "estimated_time": 0.2}))
@@ -409,6 +413,7 @@ async def test_model_loading_once_is_waited_out_not_degraded(make_chat: Callable
 
 
 @pytest.mark.asyncio
+@pytest.mark.slow
 async def test_embedder_down_then_llm_down_too_every_message_is_answered(make_chat: Callable[..., Chat]) -> None:
     chat = make_chat(llm=True)
     assert chat.llm_server is not None
@@ -430,6 +435,7 @@ async def test_embedder_down_then_llm_down_too_every_message_is_answered(make_ch
 
 
 @pytest.mark.asyncio
+@pytest.mark.slow
 async def test_questions_wait_the_query_deadline_not_the_ingest_one(make_chat: Callable[..., Chat]) -> None:
     """Before QUERY_EMBEDDING_DEADLINE, each question before the breaker opened waited out the ingest
     deadline (EMBEDDING_DEADLINE, 30 s by default). Here the ingest deadline is 30 s and the request
@@ -444,6 +450,7 @@ async def test_questions_wait_the_query_deadline_not_the_ingest_one(make_chat: C
     assert chat.breaker.state == OPEN
 
 
+@pytest.mark.slow
 def test_ingest_batches_keep_their_own_longer_deadline(embedding_server: EmbeddingServer, tmp_path: Path) -> None:
     settings = embedding_server.settings("hf", data_dir=tmp_path / "data", embedding_timeout=TIMEOUT,
                                          embedding_deadline=2.5, query_embedding_deadline=0.5,
@@ -467,6 +474,7 @@ def test_ingest_batches_keep_their_own_longer_deadline(embedding_server: Embeddi
 # -- ingest is never silently degraded ------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_ingest_during_an_outage_stops_with_the_providers_error_even_with_the_breaker_open(
         embedding_server: EmbeddingServer, settings: Settings, tmp_path: Path) -> None:
     docs = tmp_path / "docs"

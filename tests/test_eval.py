@@ -139,6 +139,7 @@ def test_source_spellings_resolve_to_the_stored_source(tmp_path, monkeypatch):
 # -- scoring against the sample corpus ------------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_the_shipped_example_is_answered_by_every_mode(sample_retriever):
     """The example file doubles as a regression check: each question's page is in the top 10 in
     every mode, and hybrid puts it in the top 3 (tuning must not make this worse)."""
@@ -206,6 +207,7 @@ def test_no_documents_is_a_clear_error(database_url, tmp_path):
 # -- the command line --------------------------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_cli_json_output(sample_database, tmp_path):
     path = write(tmp_path, '{"question": "How do I deploy on Render?", "expected": ["deploy-render.md"]}\n'
                  '{"question": "Which languages are supported?", "expected": ["typo-faq.md"]}\n')
@@ -219,6 +221,7 @@ def test_cli_json_output(sample_database, tmp_path):
     assert any("typo-faq.md" in w for w in data["warnings"])
 
 
+@pytest.mark.slow
 def test_cli_table_and_bad_input(sample_database, tmp_path):
     env = {"DATABASE_URL": sample_database, "ASSISTANT_DATA_DIR": str(tmp_path)}
     ok = run_cli("eval", str(EXAMPLE), "--k", "3", env=env)

@@ -16,7 +16,8 @@ from hypothesis import strategies as st
 
 from assistant.retrieval import fulltext
 from assistant.retrieval.migrations import migrate
-from assistant.retrieval.store import Store, _schema_steps
+from assistant.retrieval.store import Store
+from assistant.retrieval.store_schema import schema_steps
 from assistant.retrieval.types import Chunk, LoadedDocument
 
 WORDS = ["alpha", "beta", "gamma", "delta", "epsilon", "zeta", "eta", "theta", "iota", "kappa", "the", "of"]
@@ -129,7 +130,7 @@ def test_migration_backfills_an_existing_database(settings):
     """A database made before the BM25 tables existed (schema version 1, chunks stored) is counted."""
     with psycopg.connect(settings.database_url, autocommit=True) as conn:
         conn.execute("CREATE EXTENSION IF NOT EXISTS vector")
-        migrate(conn, "retrieval", _schema_steps(384, "simple")[:1])
+        migrate(conn, "retrieval", schema_steps(384, "simple")[:1])
         doc = conn.execute("INSERT INTO documents (source, title, content_hash) VALUES ('/old.md', 'Old', 'h')"
                            " RETURNING id").fetchone()[0]
         for i, text in enumerate(["an old chunk about zebras", "another old chunk"]):

@@ -140,6 +140,7 @@ BLOCKS = st.lists(
 @example(blocks=[Block("text", "word " * 2000)], title="")
 @example(blocks=[Block("text", "\u200b" * 3000 + " x")], title="\ufeff")
 @example(blocks=[Block("heading", "H" * 5000, level=1), Block("text", "a. " * 400)], title="T" * 300)
+@pytest.mark.slow
 def test_chunker_keeps_budgets_and_order_on_hostile_text(blocks: list[Block], title: str) -> None:
     with bounded(30):
         try:
@@ -241,6 +242,7 @@ MARKDOWN_LINES = st.lists(st.one_of(HOSTILE_TEXT, st.sampled_from([
 @example(lines=["> " * 5_000 + "quote", "   " * 3000 + "- x"], newline="\n", codec="utf-8")
 @example(lines=["# " + "H" * 100_000, "body"], newline="\r\n", codec="utf-16")
 @example(lines=[" ", "\t", "\u3000"], newline="\r", codec="utf-8-sig")
+@pytest.mark.slow
 def test_markdown_loader_survives_hostile_files(lines: list[str], newline: str, codec: str) -> None:
     check_document(write("fuzz.md", encode(newline.join(lines), codec)))
 
@@ -260,6 +262,7 @@ HTML_TOKENS = st.lists(st.one_of(HOSTILE_TEXT, st.sampled_from([
 @example(tokens=["<div>"] * 50_000 + ["deep text"], codec="utf-8")
 @example(tokens=["<ul><li>"] * 5_000 + ["item"], codec="utf-8")
 @example(tokens=["<p>unclosed <b>bold <i>italic <table><tr><td>cell"], codec="utf-8")
+@pytest.mark.slow
 def test_html_loader_survives_hostile_files(tokens: list[str], codec: str) -> None:
     check_document(write("fuzz.html", encode("".join(tokens), codec)))
 
@@ -271,6 +274,7 @@ def test_html_loader_survives_hostile_files(tokens: list[str], codec: str) -> No
 @example(raw=b"\xef\xbb\xbf\xff\xfe\xed\xa0\x80 invalid utf-8 \xc3\x28 text")
 @example(raw="\ufeffzero\u200bwidth \u202eRTL\u202c text".encode("utf-16"))
 @example(raw="text with a NUL \x00 inside UTF-16".encode("utf-16"))
+@pytest.mark.slow
 def test_text_loader_survives_hostile_files(raw: bytes) -> None:
     check_document(write("fuzz.txt", raw))
 
@@ -350,6 +354,7 @@ QUERIES = st.one_of(HOSTILE_TEXT, st.lists(st.sampled_from(
 @example(query="!(render & deploy) | <-> :* ''", mode="text")
 @example(query="a\x00b \ud800 deploy", mode="hybrid")
 @example(query="deploy " * 2000, mode="text")
+@pytest.mark.slow
 def test_search_survives_hostile_questions(fuzz_retriever: Retriever, query: str, mode: str) -> None:
     with bounded(30):
         try:
@@ -376,6 +381,7 @@ FILTER_VALUES = st.one_of(HOSTILE_TEXT, st.sampled_from(
 @example(items=[("document_id", "99999999999999999999")], as_mapping=True)
 @example(items=[("source", "a\x00b")], as_mapping=True)
 @example(items=[("meta.x", "\udcff")], as_mapping=False)
+@pytest.mark.slow
 def test_filters_are_parsed_or_refused_and_never_break_sql(fuzz_retriever: Retriever, items: list[tuple[str, str]],
                                                            as_mapping: bool) -> None:
     spec: Any = dict(items) if as_mapping else [f"{k}={v}" for k, v in items]
@@ -459,6 +465,7 @@ def sources(result: Any) -> set[str]:
     return {h.source for h in result.hits}
 
 
+@pytest.mark.slow
 def test_metacharacters_in_paths_titles_and_front_matter_are_stored_exactly(meta_store: dict) -> None:
     store = meta_store["retriever"].store
     assert store.sources() == sorted([meta_store["odd"], meta_store["plain"]])
@@ -623,6 +630,7 @@ _LOOKALIKE = re.compile(r"<[\s\u00ad\u061c\u180e\u200b-\u200f\u202a-\u202e\u2060
                         re.IGNORECASE)
 
 
+@pytest.mark.slow
 async def test_injected_instructions_stay_inside_the_source_fence(database_url: str, tmp_path: Path,
                                                                   llm_server: FakeLLMServer) -> None:
     for name, text in INJECTIONS.items():

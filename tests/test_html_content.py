@@ -241,6 +241,7 @@ def test_relative_canonical_resolves_against_a_fetched_page_only() -> None:
     assert load_html(html.encode(), Path("start.html")).url is None
 
 
+@pytest.mark.slow
 def test_extraction_library_is_not_loaded_by_the_chat_side() -> None:
     code = (
         "import sys, assistant.retrieval, assistant.retrieval.loaders, assistant.retrieval.search;"

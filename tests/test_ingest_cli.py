@@ -56,6 +56,7 @@ def store(settings):
     s.close()
 
 
+@pytest.mark.slow
 def test_ingest_a_mixed_folder(docs, store, settings):
     embedder = make_embedder(settings)
     log: list[str] = []
@@ -81,6 +82,7 @@ def test_ingest_a_mixed_folder(docs, store, settings):
     assert "Secret" not in {h.title for h in retriever.search("secret", k=10).hits}
 
 
+@pytest.mark.slow
 def test_unchanged_changed_and_pruned(docs, store, settings):
     embedder = make_embedder(settings)
     for bad in ("empty.md", "binary.txt", "broken.pdf"):
@@ -123,6 +125,7 @@ def test_embedder_down_stops_the_run_and_writes_nothing(docs, store, settings, e
     assert len(embedding_server.requests) == 1  # 401 is final: no retries, no other files tried
 
 
+@pytest.mark.slow
 def test_cli_ingest_exit_code_and_summary(docs, database_url, tmp_path):
     env = {"DATABASE_URL": database_url, "ASSISTANT_DATA_DIR": str(tmp_path / "d")}
     result = run_cli("ingest", str(docs), "--quiet", env=env)
@@ -135,6 +138,7 @@ def test_cli_ingest_exit_code_and_summary(docs, database_url, tmp_path):
     assert again.returncode == 0 and "4 unchanged" in again.stdout
 
 
+@pytest.mark.slow
 def test_cli_search_json_and_text(sample_database, tmp_path):
     env = {"DATABASE_URL": sample_database, "ASSISTANT_DATA_DIR": str(tmp_path)}
     result = run_cli("search", "How do I deploy on Render?", "-k", "3", "--json", env=env)
@@ -160,6 +164,7 @@ def test_cli_search_json_and_text(sample_database, tmp_path):
     (["search", "x", "--filter", "colour=red"], "Unknown filter key"),
     (["search", "x", "--filter", "noequals"], "key=value"),
 ])
+@pytest.mark.slow
 def test_cli_bad_input_is_one_line(sample_database, tmp_path, args, needle):
     result = run_cli(*args, env={"DATABASE_URL": sample_database, "ASSISTANT_DATA_DIR": str(tmp_path)})
     assert result.returncode == 2
@@ -167,6 +172,7 @@ def test_cli_bad_input_is_one_line(sample_database, tmp_path, args, needle):
     assert len([line for line in result.stderr.splitlines() if line.startswith("error:")]) == 1
 
 
+@pytest.mark.slow
 def test_cli_unreachable_database(tmp_path):
     result = run_cli("search", "hello", env={"DATABASE_URL": "postgresql://u@127.0.0.1:9/none",
                                              "DB_CONNECT_TIMEOUT": "2"}, timeout=30)
@@ -174,6 +180,7 @@ def test_cli_unreachable_database(tmp_path):
     assert "Cannot reach PostgreSQL at 127.0.0.1:9/none" in result.stderr and "Traceback" not in result.stderr
 
 
+@pytest.mark.slow
 def test_retrieval_package_runs_without_the_chat_stack(sample_database, tmp_path):
     """`assistant.retrieval` and `search` must work where chainlit/openai/tiktoken are not installed."""
     script = (
@@ -215,6 +222,7 @@ def _sample_retriever(url: str, tmp_path: Path) -> Retriever:
     return _RETRIEVERS[url]
 
 
+@pytest.mark.slow
 def test_sample_corpus_is_indexed_on_first_search_and_only_then(database_url, tmp_path):
     env = {"DATABASE_URL": database_url, "ASSISTANT_DATA_DIR": str(tmp_path), "ASSISTANT_SAMPLE_DOCS": "0"}
     off = run_cli("search", "deploy", "--json", env=env)

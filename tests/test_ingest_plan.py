@@ -144,6 +144,7 @@ def test_loaded_documents_from_any_source_go_through_the_same_pipeline(store, se
     assert again.unchanged == ["https://docs.example/guide/page.html"] and again.chunks == 0
 
 
+@pytest.mark.slow
 def test_worker_processes_store_the_same_vectors_as_in_process(settings, tmp_path, create_database):
     """INGEST_WORKERS=2 (a process per core, batch call) against the in-process path: same rows."""
     write_docs(tmp_path / "docs", [5, 1, 7, 3])  # 16 chunks: the measuring batches and more
@@ -172,6 +173,7 @@ def test_worker_processes_store_the_same_vectors_as_in_process(settings, tmp_pat
 # -- the command line: non-interactive ----------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_cli_prints_the_plan_and_goes_ahead_without_a_terminal(database_url, tmp_path):
     write_docs(tmp_path / "docs", [3, 3])
     env = cli_env(database_url, tmp_path, INGEST_CONFIRM_MINUTES="0.0001", INGEST_WORKERS="1",
@@ -185,6 +187,7 @@ def test_cli_prints_the_plan_and_goes_ahead_without_a_terminal(database_url, tmp
     assert "2 added" in result.stdout and stored(database_url) == {"doc0.md": (3, 3), "doc1.md": (3, 3)}
 
 
+@pytest.mark.slow
 def test_cli_dry_run_prints_the_plan_on_stdout(database_url, tmp_path):
     write_docs(tmp_path / "docs", [2, 1])
     result = run_cli("ingest", str(tmp_path / "docs"), "--dry-run",
@@ -202,6 +205,7 @@ def test_cli_dry_run_prints_the_plan_on_stdout(database_url, tmp_path):
     (lambda d: [(d / f"t{i}.csv").write_text("a,b\n") for i in range(3)] + [(d / "x.docx").write_bytes(b"PK")],
      "no supported files in {d}: found only 3 .csv, 1 .docx (supported: "),
 ])
+@pytest.mark.slow
 def test_cli_empty_folder_and_unsupported_files_say_so_in_one_line(database_url, tmp_path, make, needle):
     folder = tmp_path / "folder"
     folder.mkdir()
@@ -294,10 +298,11 @@ def test_ctrl_c_during_embedding_leaves_only_whole_documents_and_no_processes(da
         term.expect(r"embedding \[#*\s*\] (\d+)/96 chunks")
         workers = psutil.Process(term.proc.pid).children(recursive=True)
         term.ctrl_c()
-        assert term.wait() == 130
+        code = term.wait()
     finally:
         term.close()
     out = term.output
+    assert code == 130, out
     assert re.search(r"chunks [\d.]+/s ETA \S+\ninterrupted: (\d+ documents were written completely before it|"
                      r"nothing was written); run the same command again to finish", out), out
     assert "Traceback" not in out and "KeyboardInterrupt" not in out

@@ -44,6 +44,7 @@ async def ask(server: FakeLLMServer, question: str = QUESTION, history: list[dic
 
 
 @pytest.mark.asyncio
+@pytest.mark.slow
 async def test_endless_stream_is_cut_at_the_deadline_and_the_partial_answer_kept(llm_server: FakeLLMServer) -> None:
     llm_server.script(("endless", " and it keeps going", 0.05))
     answer, elapsed = await ask(llm_server, llm_timeout=1.0, llm_deadline=1.0)
@@ -74,6 +75,7 @@ async def test_endless_fast_stream_is_cut_at_the_token_cap(llm_server: FakeLLMSe
 
 
 @pytest.mark.asyncio
+@pytest.mark.slow
 async def test_slow_trickle_under_the_chunk_timeout_is_cut_at_the_deadline(llm_server: FakeLLMServer) -> None:
     text = "Render gives 512 MB [1]" + " and then some more" * 30 + "."
     llm_server.script(("answer", text, 0.05))  # every chunk well inside LLM_TIMEOUT, the whole far beyond
@@ -86,6 +88,7 @@ async def test_slow_trickle_under_the_chunk_timeout_is_cut_at_the_deadline(llm_s
 
 
 @pytest.mark.asyncio
+@pytest.mark.slow
 async def test_deadline_before_the_first_token_gives_a_retrieval_only_answer(llm_server: FakeLLMServer) -> None:
     llm_server.script(("stall", 5))  # inside LLM_TIMEOUT, beyond LLM_DEADLINE
     answer, elapsed = await ask(llm_server, llm_timeout=10.0, llm_deadline=1.0)
@@ -95,6 +98,7 @@ async def test_deadline_before_the_first_token_gives_a_retrieval_only_answer(llm
 
 
 @pytest.mark.asyncio
+@pytest.mark.slow
 async def test_deadline_also_bounds_the_follow_up_condensing(llm_server: FakeLLMServer) -> None:
     llm_server.script(("stall", 5))
     history = [{"role": "user", "content": "How do I deploy to Render?"}, {"role": "assistant", "content": "So."}]
@@ -124,6 +128,7 @@ async def test_deadline_also_bounds_the_follow_up_condensing(llm_server: FakeLLM
     ],
     ids=["500-500-ok", "500x3", "503x2", "401", "400", "drop-ok", "timeout-timeout-ok", "timeout-x2"],
 )
+@pytest.mark.slow
 async def test_retries_are_counted_at_the_server(llm_server: FakeLLMServer, actions: list[tuple[Any, ...]],
                                                  retries: int, requests: int, kind: str, needle: str | None) -> None:
     llm_server.script(*actions)
@@ -139,6 +144,7 @@ async def test_retries_are_counted_at_the_server(llm_server: FakeLLMServer, acti
 
 
 @pytest.mark.asyncio
+@pytest.mark.slow
 async def test_rate_limit_retry_waits_as_the_server_asks(llm_server: FakeLLMServer) -> None:
     llm_server.script(("status", 429, None, {"retry-after-ms": "400"}), ("answer", "512 MB [1]."))
     answer, _ = await ask(llm_server, llm_max_retries=1)

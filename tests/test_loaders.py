@@ -6,12 +6,14 @@ import codecs
 import hashlib
 import io
 import random
+import tomllib
 from pathlib import Path
 
 import pytest
 
 from assistant.retrieval.errors import IngestError
-from assistant.retrieval.loaders import SUPPORTED_SUFFIXES, load_file
+from assistant.retrieval.filters import DOCUMENT_TYPES
+from assistant.retrieval.loaders import FORMATS, SUPPORTED_SUFFIXES, load_file
 from assistant.retrieval.types import Block
 from tests.fakes.documents import make_pdf
 
@@ -447,3 +449,28 @@ def test_pdf_pages_paragraphs_and_hyphenation(tmp_path: Path) -> None:
 def test_pdf_title_from_first_line_without_metadata(tmp_path: Path) -> None:
     doc = load_file(write(tmp_path, "untitled.pdf", make_pdf([["", "Quarterly Numbers", "Body text here."]])))
     assert doc.title == "Quarterly Numbers"
+
+
+# --------------------------------------------------------------------------------------------
+# the registry
+
+
+def test_each_format_is_one_registry_entry_with_its_own_suffixes_and_kind() -> None:
+    assert [f.kind for f in FORMATS] == list(DOCUMENT_TYPES)  # the `type=` filter knows every kind
+    assert len(set(SUPPORTED_SUFFIXES)) == len(SUPPORTED_SUFFIXES)  # one loader per suffix
+    assert all(s.startswith(".") and s == s.lower() for s in SUPPORTED_SUFFIXES)
+    assert all(f.mime_types and f.suffixes for f in FORMATS)
+
+
+def test_every_suffix_is_accepted_for_upload_under_one_of_its_formats_mime_types() -> None:
+    config = Path(__file__).resolve().parents[1] / ".chainlit" / "config.toml"
+    accept = tomllib.loads(config.read_text())["features"]["spontaneous_file_upload"]["accept"]
+    for fmt in FORMATS:
+        for suffix in fmt.suffixes:
+            assert any(suffix in accept.get(mime, []) for mime in fmt.mime_types), (fmt.kind, suffix)
+
+
+def test_a_file_goes_to_the_loader_of_its_suffix_whatever_the_case(tmp_path: Path) -> None:
+    for fmt, name, content in [("md", "A.MD", "# A\n\ntext"), ("txt", "b.Txt", "text"),
+                               ("html", "c.HTM", "<p>text</p>"), ("pdf", "d.PDF", make_pdf([["text"]]))]:
+        assert load_file(write(tmp_path, name, content)).metadata["type"] == fmt

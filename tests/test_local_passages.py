@@ -19,6 +19,7 @@ from assistant.retrieval.local_passages import PassagePool, available_cpus, embe
 TEXTS = [f"Passage {i}: the pump's filter number {i} is replaced every {i + 1} days." for i in range(11)]
 
 
+@pytest.mark.slow
 def test_the_pool_returns_every_batch_in_order_with_the_in_process_vectors():
     batches = [TEXTS[i:i + 3] for i in range(0, len(TEXTS), 3)]  # 4 batches over 2 workers
     with PassagePool(2, batch_size=3) as pool:
@@ -32,6 +33,7 @@ def test_the_pool_returns_every_batch_in_order_with_the_in_process_vectors():
     assert not alive  # close() ended the workers
 
 
+@pytest.mark.slow
 def test_a_map_closed_early_does_not_leak_results_into_the_next():
     with PassagePool(2, batch_size=2) as pool:
         first = pool.map([TEXTS[0:2], TEXTS[2:4], TEXTS[4:6], TEXTS[6:8]])
@@ -41,6 +43,7 @@ def test_a_map_closed_early_does_not_leak_results_into_the_next():
     np.testing.assert_allclose(np.concatenate(second), embed_local_batch(TEXTS[8:11]), atol=1e-5)
 
 
+@pytest.mark.slow
 def test_a_killed_worker_stops_the_run_with_a_message_that_says_what_to_do():
     with PassagePool(2, batch_size=1) as pool:
         pool.wait_ready()
@@ -56,6 +59,7 @@ def test_available_cpus_is_within_what_the_machine_has():
     assert 1 <= available_cpus() <= (os.cpu_count() or 1)
 
 
+@pytest.mark.slow
 def test_a_question_during_an_in_process_ingest_goes_before_the_remaining_passages():
     """The chat server embeds uploads in-process: a question must not wait for the whole upload."""
     embedder = LocalEmbedder()

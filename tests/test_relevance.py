@@ -128,6 +128,7 @@ def retriever(sample_database: str, tmp_path_factory: pytest.TempPathFactory) ->
     r.store.close()
 
 
+@pytest.mark.slow
 def test_on_and_off_topic_questions_on_the_sample_corpus(retriever):
     on = retriever.search("How do I deploy the assistant on Render's free plan?")
     assert on.relevant is True and on.relevance_reason
@@ -148,6 +149,7 @@ def test_on_and_off_topic_questions_on_the_sample_corpus(retriever):
     " ".join(["deploy render database memory widget"] * 150),  # far beyond 512 tokens
 ])
 @pytest.mark.parametrize("mode", ["hybrid", "vector", "text"])
+@pytest.mark.slow
 def test_bad_questions_give_results_or_a_reason(retriever, question, mode):
     result = retriever.search(question, mode=mode)
     assert result.relevant in (True, False) and result.relevance_reason
@@ -161,6 +163,7 @@ def test_a_script_the_documents_never_use_does_not_reach_full_text(retriever):
     assert all(h.text_rank is None for h in result.hits)
 
 
+@pytest.mark.slow
 def test_recalibrates_when_the_corpus_changes(settings):
     import numpy as np
 
@@ -188,6 +191,7 @@ def test_recalibrates_when_the_corpus_changes(settings):
         store.close()
 
 
+@pytest.mark.slow
 def test_search_json_and_db_status_show_relevance_and_bm25(sample_database, tmp_path):
     env = {"DATABASE_URL": sample_database, "ASSISTANT_DATA_DIR": str(tmp_path)}
     found = run_cli("search", "What do I bake for Sunday lunch?", "--json", env=env)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 
 from assistant.config import Settings
 from assistant.retrieval.chunking import chunk_document
@@ -28,6 +29,7 @@ def test_every_sample_chunk_has_a_shipped_vector():
     assert not missing, f"stale vectors.npz: run `python -m assistant.retrieval.sample_vectors` ({missing[:3]})"
 
 
+@pytest.mark.slow
 def test_shipped_vectors_are_the_local_model_s():
     texts = _sample_texts()
     picks = [texts[0], texts[len(texts) // 2], texts[-1]]

@@ -89,6 +89,7 @@ def corpus(settings, embedder):
     store.close()
 
 
+@pytest.mark.slow
 def test_open_is_idempotent_and_records_the_model(settings):
     for _ in range(2):
         store = Store.open(settings, announce=False)
@@ -101,6 +102,7 @@ def test_open_is_idempotent_and_records_the_model(settings):
     assert "gin" in status["indexes"]["chunks_tsv"]
 
 
+@pytest.mark.slow
 def test_another_embedding_model_is_a_clear_error(settings):
     Store.open(settings, announce=False).close()
     other = dataclasses.replace(settings, embedding_model="intfloat/multilingual-e5-base", embedding_dim=768)
@@ -108,6 +110,7 @@ def test_another_embedding_model_is_a_clear_error(settings):
         Store.open(other, announce=False)
 
 
+@pytest.mark.slow
 def test_replacing_a_document_swaps_its_chunks(corpus, embedder):
     store, retriever, ids = corpus
     doc = LoadedDocument(source="/kb/user/delete.md", title="Removing documents", blocks=[], content_hash="new",
@@ -120,6 +123,7 @@ def test_replacing_a_document_swaps_its_chunks(corpus, embedder):
     assert [h.text for h in hits] == [chunk.text]
 
 
+@pytest.mark.slow
 def test_a_failed_write_leaves_the_old_document_intact(corpus):
     store, retriever, _ = corpus
     before = retriever.search("prune flag", mode="text", k=10).hits
@@ -133,6 +137,7 @@ def test_a_failed_write_leaves_the_old_document_intact(corpus):
 
 
 @pytest.mark.parametrize("mode", ["hybrid", "vector", "text"])
+@pytest.mark.slow
 def test_each_mode_finds_the_answer_first(corpus, mode):
     _, retriever, _ = corpus
     result = retriever.search("how much memory does the Render free plan have", mode=mode, k=3)
@@ -146,6 +151,7 @@ def test_each_mode_finds_the_answer_first(corpus, mode):
         assert "embed_ms" in result.timings_ms
 
 
+@pytest.mark.slow
 def test_hybrid_hits_say_how_they_were_found(corpus):
     _, retriever, _ = corpus
     result = retriever.search("CREATE EXTENSION vector", k=5)
@@ -157,6 +163,7 @@ def test_hybrid_hits_say_how_they_were_found(corpus):
     assert scores == sorted(scores, reverse=True)
 
 
+@pytest.mark.slow
 def test_multilingual_question_finds_english_text(corpus):
     _, retriever, _ = corpus
     hits = retriever.search("Wie viel Arbeitsspeicher hat der kostenlose Plan von Render?", k=2).hits
@@ -174,6 +181,7 @@ def test_rrf_fuse_merges_ranks():
     assert fused[0].score == pytest.approx(1 / 62 + 1 / 61)
 
 
+@pytest.mark.slow
 def test_filters(corpus):
     _, retriever, ids = corpus
     q = "documents"
@@ -189,6 +197,7 @@ def test_filters(corpus):
 
 
 @pytest.mark.parametrize("value", ["x'; DROP TABLE chunks; --", "%", "\\", "a\"b", "{\"tags\": []}", "_"])
+@pytest.mark.slow
 def test_filter_values_with_sql_metacharacters_are_only_data(corpus, value):
     store, retriever, _ = corpus
     assert retriever.search("memory", k=5, filters=[f"tag={value}"]).hits == []
@@ -214,12 +223,14 @@ def test_empty_filter_values_from_chat_settings_mean_no_filter():
 
 
 @pytest.mark.parametrize("query", ["", "   ", "\n\t"])
+@pytest.mark.slow
 def test_empty_query_is_rejected(corpus, query):
     _, retriever, _ = corpus
     with pytest.raises(QueryError, match="empty"):
         retriever.search(query)
 
 
+@pytest.mark.slow
 def test_a_very_long_query_is_truncated_and_says_so(corpus):
     _, retriever, _ = corpus
     query = "How much RAM does the free plan on Render give? " + "lorem ipsum dolor sit amet " * 800
@@ -230,6 +241,7 @@ def test_a_very_long_query_is_truncated_and_says_so(corpus):
     assert result.hits[0].source == "/kb/ops/render.md"
 
 
+@pytest.mark.slow
 def test_embedder_failure_degrades_to_full_text(corpus, embedder):
     _, retriever, _ = corpus
     embedder.fail = True
@@ -241,6 +253,7 @@ def test_embedder_failure_degrades_to_full_text(corpus, embedder):
     assert result.hits and result.hits[0].text_rank == 1 and result.hits[0].vector_rank is None
 
 
+@pytest.mark.slow
 async def test_async_search_matches_sync(corpus):
     _, retriever, _ = corpus
     sync = retriever.search("undo a deletion", k=3)
@@ -248,6 +261,7 @@ async def test_async_search_matches_sync(corpus):
     assert [h.chunk_id for h in sync.hits] == [h.chunk_id for h in asy.hits]
 
 
+@pytest.mark.slow
 def test_text_search_config_change_rebuilds_the_index(settings, embedder):
     store = Store.open(settings, announce=False)
     _write_corpus(store, embedder)
@@ -267,6 +281,7 @@ def test_unknown_text_search_config_is_a_clear_error(settings):
         Store.open(dataclasses.replace(settings, text_search_config="klingon"), announce=False)
 
 
+@pytest.mark.slow
 def test_unreachable_database_fails_fast_naming_the_host(tmp_path):
     listener = socket.socket()
     listener.bind(("127.0.0.1", 0))
@@ -299,6 +314,7 @@ def test_invalid_database_url(tmp_path):
         Store.open(make_settings(database_url="postgresql://[::1", data_dir=tmp_path), announce=False)
 
 
+@pytest.mark.slow
 def test_missing_pgvector_says_how_to_enable_it(pg_server_url, database_url, tmp_path):
     role = "noext_" + str(abs(hash(database_url)) % 10_000)
     with psycopg.connect(pg_server_url, autocommit=True) as conn:
@@ -311,6 +327,7 @@ def test_missing_pgvector_says_how_to_enable_it(pg_server_url, database_url, tmp
         Store.open(s, announce=False)
 
 
+@pytest.mark.slow
 def test_database_going_away_and_coming_back(settings, embedder, pg_server_url):
     store = Store.open(settings, announce=False)
     _write_corpus(store, embedder)
@@ -334,6 +351,7 @@ def test_database_going_away_and_coming_back(settings, embedder, pg_server_url):
         store.close()
 
 
+@pytest.mark.slow
 def test_concurrent_open_migrates_once(settings):
     errors: list[BaseException] = []
 
@@ -356,6 +374,7 @@ def test_describe_url_hides_credentials():
     assert DatabaseLocation("x", "y", False).embedded is False
 
 
+@pytest.mark.slow
 def test_a_rare_word_outranks_words_common_to_many_chunks(settings):
     """BM25's IDF: the one chunk with "zebra" comes first, far above 40 chunks sharing "alpha"."""
     store = Store.open(settings, announce=False)
@@ -376,6 +395,7 @@ def test_a_rare_word_outranks_words_common_to_many_chunks(settings):
         store.close()
 
 
+@pytest.mark.slow
 def test_text_ranking_weighs_rare_words_over_repeated_common_ones(settings):
     """BM25-like ranking: one occurrence of a word found in a single chunk beats a chunk repeating a
     word found in a quarter of them (plain ts_rank, with no IDF, ranked it the other way round)."""
@@ -397,5 +417,21 @@ def test_text_ranking_weighs_rare_words_over_repeated_common_ones(settings):
         store.replace_document(doc, [Chunk(i, t, (), None, len(t.split())) for i, t in enumerate(texts[:-1])],
                                vectors[:-1])
         assert store.text_search("moth zebra", 5)[0].text == "moth moth moth moth season"
+    finally:
+        store.close()
+
+
+def test_ctrl_c_in_the_middle_of_a_command_stays_a_ctrl_c_and_the_pool_recovers(settings) -> None:
+    """A KeyboardInterrupt while a command is on the wire leaves the connection busy: its
+    rollback fails ("another command is already in progress"). That must not replace the
+    interrupt with a "lost the connection" error, and the pool must hand out a working one next."""
+    store = Store.open(settings, announce=False)
+    try:
+        with pytest.raises(KeyboardInterrupt), store.connection() as conn:
+            conn.pgconn.send_query(b"select pg_sleep(0.2)")  # sent, result never read: busy
+            raise KeyboardInterrupt
+        for _ in range(3):  # every pooled connection answers afterwards
+            with store.connection() as conn:
+                assert conn.execute("select 1").fetchone() == (1,)
     finally:
         store.close()

@@ -72,6 +72,7 @@ _ALPHABET = st.sampled_from(
 
 @settings(max_examples=300, derandomize=True, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(st.lists(_ALPHABET, max_size=60).map("".join))
+@pytest.mark.slow
 def test_random_text_counts_equal_the_engine(text: str) -> None:
     assert passage_token_counter()(text) == count_tokens(text)
 
@@ -113,6 +114,7 @@ def test_an_engine_without_the_sum_rule_is_used_as_is() -> None:
 
 
 @pytest.mark.parametrize("name", ["configuration.md", "troubleshooting.md", "python-api.md"])
+@pytest.mark.slow
 def test_chunker_output_is_the_same_with_the_engine_count(name: str) -> None:
     doc = load_file(SAMPLE_DOCS / name)
     for kw in ({}, {"max_tokens": 60, "overlap_tokens": 16, "hard_limit": 90}):

@@ -41,6 +41,8 @@ from tests.test_app_handlers import (  # noqa: F401  (no_chainlit_data_layer: an
 )
 from tests.test_uploads import GUIDE
 
+pytestmark = pytest.mark.slow  # every test indexes real files into a fresh database through the handlers
+
 USERS = (("alice", "unused-hash"), ("bob", "unused-hash"))
 
 

@@ -80,6 +80,7 @@ def originals_client(retriever: Retriever, allowed: bool = True) -> TestClient:
 # -- originals -------------------------------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_markdown_and_text_are_served_as_plain_text(retriever: Retriever, tmp_path: Path) -> None:
     md = ingest(retriever, tmp_path / "docs", "guide.md", GUIDE + "\n<script>alert(1)</script>\n")
     latin = ingest(retriever, tmp_path / "docs", "latin.txt", "Café au lait, crème brûlée.\n".encode("cp1252"))
@@ -101,6 +102,7 @@ def test_html_is_served_sandboxed_so_its_scripts_never_run(retriever: Retriever,
     assert "Click me for the Zorblax secret." in response.text
 
 
+@pytest.mark.slow
 def test_a_pdf_is_rendered_page_by_page_with_the_cited_page_marked(retriever: Retriever, tmp_path: Path) -> None:
     pdf = make_pdf([["Zorblax manual, first page."], ["The boiler room key hangs on hook <7> & stays there."]],
                    title="Zorblax <b>manual</b>")
@@ -118,6 +120,7 @@ def test_a_pdf_is_rendered_page_by_page_with_the_cited_page_marked(retriever: Re
     assert "No indexed text on page 9" in client.get(f"/documents/{doc}?page=9").text
 
 
+@pytest.mark.slow
 def test_a_gone_or_changed_file_shows_the_indexed_text(retriever: Retriever, tmp_path: Path) -> None:
     gone = ingest(retriever, tmp_path / "docs", "gone.md", GUIDE)
     changed = ingest(retriever, tmp_path / "docs", "changed.md", GUIDE.replace("Zorblax", "Quux"))
@@ -135,12 +138,14 @@ def test_a_gone_or_changed_file_shows_the_indexed_text(retriever: Retriever, tmp
     "/documents/999999", "/documents/abc", "/documents/..%2F..%2Fetc%2Fpasswd", "/documents/1.0",
     "/documents/" + "9" * 30,
 ])
+@pytest.mark.slow
 def test_only_ids_of_indexed_documents_are_served(path: str, retriever: Retriever, tmp_path: Path) -> None:
     ingest(retriever, tmp_path / "docs", "guide.md", GUIDE)
     response = originals_client(retriever).get(path)
     assert response.status_code == 404 and "root:" not in response.text
 
 
+@pytest.mark.slow
 def test_a_login_is_needed_when_the_chat_needs_one(retriever: Retriever, tmp_path: Path) -> None:
     doc = ingest(retriever, tmp_path / "docs", "guide.md", GUIDE)
     response = originals_client(retriever, allowed=False).get(f"/documents/{doc}")
@@ -268,6 +273,7 @@ def test_the_upload_route_refuses_before_keeping_anything(restore_upload_config:
     assert Path(kept["path"]).parent == session.files_dir  # Chainlit keeps it under a uuid, in the session
 
 
+@pytest.mark.slow
 def test_project_settings_hide_the_upload_button_from_non_admins(restore_upload_config: None, tmp_path: Path,
                                                                  monkeypatch: pytest.MonkeyPatch) -> None:
     from tests.fakes.installed_app import install_for_tests
@@ -287,6 +293,7 @@ def test_project_settings_hide_the_upload_button_from_non_admins(restore_upload_
 
 
 @pytest.mark.usefixtures("login_server")
+@pytest.mark.slow
 def test_with_a_login_originals_need_it_and_only_admins_upload(
         retriever: Retriever, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
         restore_upload_config: None, sessions: list) -> None:

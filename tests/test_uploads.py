@@ -155,6 +155,7 @@ def test_admin_settings_are_checked(clean_env: pytest.MonkeyPatch) -> None:
 # -- ingesting (real database and embedder) ------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_an_upload_is_kept_indexed_and_searchable_at_once(retriever: Retriever, tmp_path: Path) -> None:
     progress = UploadProgress()
     settings = retriever.store.settings
@@ -170,6 +171,7 @@ def test_an_upload_is_kept_indexed_and_searchable_at_once(retriever: Retriever, 
     assert hits and hits[0].document_id == outcome.document_id and "42 gigawatts" in hits[0].text
 
 
+@pytest.mark.slow
 def test_the_same_name_twice_replaces_that_document(retriever: Retriever, tmp_path: Path) -> None:
     first = upload(retriever, write(tmp_path, "notes.md", GUIDE))
     same = upload(retriever, write(tmp_path, "notes.md", GUIDE))
@@ -181,6 +183,7 @@ def test_the_same_name_twice_replaces_that_document(retriever: Retriever, tmp_pa
     assert "88 gigawatts" in (retriever.store.settings.uploads_dir / "notes.md").read_text()
 
 
+@pytest.mark.slow
 def test_a_path_in_the_name_never_escapes_the_uploads_folder(retriever: Retriever, tmp_path: Path) -> None:
     settings = retriever.store.settings
     outside = settings.data_dir / "x.md"
@@ -197,6 +200,7 @@ def test_a_path_in_the_name_never_escapes_the_uploads_folder(retriever: Retrieve
     ("broken.pdf", b"%PDF-1.4 this is not a pdf", "broken.pdf: corrupt or unreadable PDF"),
     ("noise.txt", bytes(range(256)) * 8, "noise.txt"),
 ])
+@pytest.mark.slow
 def test_bad_files_are_refused_and_nothing_is_kept(name: str, data: bytes, needle: str, retriever: Retriever,
                                                    tmp_path: Path) -> None:
     outcome = upload(retriever, write(tmp_path, name, data))
@@ -212,6 +216,7 @@ def test_an_over_size_file_is_refused_before_it_is_read(retriever: Retriever, tm
     assert uploaded_files(retriever.store.settings) == []
 
 
+@pytest.mark.slow
 def test_a_pdf_upload_keeps_its_pages(retriever: Retriever, tmp_path: Path) -> None:
     pdf = make_pdf([["Zorblax manual, first page."], ["The boiler room key hangs on hook 7."]], title="Zorblax PDF")
     outcome = upload(retriever, write(tmp_path, "manual.pdf", pdf))
@@ -220,6 +225,7 @@ def test_a_pdf_upload_keeps_its_pages(retriever: Retriever, tmp_path: Path) -> N
     assert pages == {1, 2}
 
 
+@pytest.mark.slow
 def test_two_uploads_at_once_both_land(retriever: Retriever, tmp_path: Path) -> None:
     results: dict[str, Any] = {}
 
@@ -252,6 +258,7 @@ class CutAfterFirstBatch:
         return self.inner.embed_query(text)
 
 
+@pytest.mark.slow
 def test_an_upload_while_the_database_restarts_writes_nothing(create_database: Any, tmp_path: Path) -> None:
     url = create_database()
     proxy = PgProxy(url)
@@ -287,6 +294,7 @@ def test_an_upload_while_the_database_restarts_writes_nothing(create_database: A
         retriever.store.close()
 
 
+@pytest.mark.slow
 def test_removing_a_document_twice(retriever: Retriever, tmp_path: Path) -> None:
     settings = retriever.store.settings
     outcome = upload(retriever, write(tmp_path, "gone.md", GUIDE))
@@ -298,6 +306,7 @@ def test_removing_a_document_twice(retriever: Retriever, tmp_path: Path) -> None
     assert retriever.store.document_count() == 0
 
 
+@pytest.mark.slow
 def test_store_lists_documents_with_counts(retriever: Retriever, tmp_path: Path) -> None:
     settings = retriever.store.settings
     upload(retriever, write(tmp_path, "a.md", GUIDE))
@@ -311,6 +320,7 @@ def test_store_lists_documents_with_counts(retriever: Retriever, tmp_path: Path)
     assert retriever.store.documents(contains="100%_") == []
 
 
+@pytest.mark.slow
 def test_the_uploads_folder_re_ingests_and_prunes_like_any_folder(retriever: Retriever, tmp_path: Path) -> None:
     from assistant.retrieval.ingest import ingest_paths
 

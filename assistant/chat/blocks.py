@@ -11,7 +11,8 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-_FENCE = re.compile(r"^ {0,3}(`{3,}|~{3,})(.*)$")
+from assistant.retrieval.markdown_syntax import FENCE_LINE
+
 _HEADING = re.compile(r"^ {0,3}#{1,6}(\s|$)")
 _LIST_ITEM = re.compile(r"^\s{0,6}(?:[-*+\u2022]|\d{1,3}[.)])\s+\S")
 _TABLE_RULE = re.compile(r"^\|?\s*:?-{2,}:?\s*(\|\s*:?-{2,}:?\s*)*\|?\s*$")
@@ -37,7 +38,7 @@ class Block:
     def plain(self) -> str:
         """The words a reader sees (for matching): Markdown syntax and link targets removed."""
         if self.kind == "code":
-            return " ".join(line for line in self.lines[1:] if not _FENCE.match(line))
+            return " ".join(line for line in self.lines[1:] if not FENCE_LINE.match(line))
         text = " ".join(line.strip() for line in self.lines)
         if self.kind == "table":
             text = " ".join(c for c in re.split(r"\s*\|\s*", text) if c and not set(c) <= set("-: "))
@@ -84,14 +85,14 @@ def split_blocks(text: str) -> list[Block]:
     i = 0
     while i < len(lines):
         line = lines[i]
-        fence = _FENCE.match(line)
+        fence = FENCE_LINE.match(line)
         if fence:
             close()
             opener = fence.group(1)
             code = [line]
             i += 1
             while i < len(lines):
-                end = _FENCE.match(lines[i])
+                end = FENCE_LINE.match(lines[i])
                 code.append(lines[i])
                 i += 1
                 if end and end.group(1)[0] == opener[0] and len(end.group(1)) >= len(opener) \

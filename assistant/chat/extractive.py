@@ -23,6 +23,7 @@ import re
 from dataclasses import dataclass, field
 
 from assistant.chat.blocks import Block, plain_text, split_blocks, without_link_targets
+from assistant.retrieval.markdown_syntax import FENCE_LINE
 from assistant.retrieval.types import Hit
 from assistant.ui.markdown import (
     code_block,
@@ -49,7 +50,6 @@ STOPWORDS = frozenset(
 _WORD = re.compile(r"[^\W_]+", re.UNICODE)  # LLM_MODEL -> llm, model
 _SENT_END = re.compile(r"[.!?]+[\"'\u201d\u2019)\]]*\s+")
 _ABBREV = frozenset("e.g i.e etc vs mr mrs ms dr no fig approx cf al st inc ltd jr sr".split())
-_FENCE_LINE = re.compile(r"^ {0,3}(`{3,}|~{3,})(.*)$")
 _LIST_MARK = re.compile(r"^(\s*)([-*+\u2022]|\d{1,3}[.)])\s+(.*)$")
 # "How do I ...?" wants the steps in order from the start of the section, not only the
 # sentences that repeat the question's words.
@@ -274,10 +274,10 @@ def _render_list(lines: list[str], q: _Query) -> str:
 
 
 def _render_code(lines: list[str]) -> str:
-    opener = _FENCE_LINE.match(lines[0])
+    opener = FENCE_LINE.match(lines[0])
     info = opener.group(2) if opener else ""
     body = lines[1:]
-    if body and _FENCE_LINE.match(body[-1]) and not _FENCE_LINE.match(body[-1]).group(2).strip():
+    if body and FENCE_LINE.match(body[-1]) and not FENCE_LINE.match(body[-1]).group(2).strip():
         body = body[:-1]
     while body and not body[-1].strip():
         body = body[:-1]

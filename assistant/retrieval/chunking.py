@@ -34,6 +34,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from assistant.retrieval.chunk_spans import TEXT_LEVELS, Span, add_trimmed, sentence_spans, word_spans
 from assistant.retrieval.errors import IngestError
 from assistant.retrieval.types import Block, Chunk, LoadedDocument, embedding_text
 
@@ -42,16 +43,8 @@ TokenCounter = Callable[[str], int]
 MAX_HEADING_CHARS = 120  # longer headings are clipped in `Chunk.heading_path` (they are embedded)
 _CHAR_PROBE_PER_TOKEN = 32  # a token is never wider than this many characters when splitting words
 
-# Sentence ends, and line breaks that are structural (before a list item, table row or quote, or
-# after a table row); a hard-wrapped line inside a sentence is not a break.
-_SENTENCE_BREAK = re.compile(
-    r"[.!?…]+[\"'”’)\]]*(?=\s)|[。！？]+[”’」』)]*"
-    r"|\n(?=[ \t]*(?:[-+*•][ \t]|\d{1,9}[.)][ \t]|[|>]))|(?<=\|)[ \t]*\n"
-)
-_WORD = re.compile(r"\S+")
+# Both ends of a fenced code block as the loaders write it (no backtick in the info string).
 _FENCE_LINE = re.compile(r"^ {0,3}(`{3,}|~{3,})[^`]*$")
-
-Span = tuple[int, int]
 
 
 @dataclass(frozen=True)
@@ -72,41 +65,6 @@ class _Atom:
     fence_tokens: int = 0  # what two neighbouring fenced atoms save by sharing one pair of fences
 
 
-def _sentence_spans(text: str, start: int, end: int) -> list[Span]:
-    """Sentences (and lines) of text[start:end] as trimmed spans, in order."""
-    spans: list[Span] = []
-    pos = start
-    for match in _SENTENCE_BREAK.finditer(text, start, end):
-        newline = not match.group().strip()
-        _add_trimmed(spans, text, pos, match.start() if newline else match.end())
-        pos = match.end()
-    _add_trimmed(spans, text, pos, end)
-    return spans
-
-
-def _line_spans(text: str, start: int, end: int) -> list[Span]:
-    spans: list[Span] = []
-    pos = start
-    while pos < end:
-        nl = text.find("\n", pos, end)
-        stop = end if nl < 0 else nl
-        _add_trimmed(spans, text, pos, stop)
-        pos = stop + 1
-    return spans
-
-
-def _word_spans(text: str, start: int, end: int) -> list[Span]:
-    return [m.span() for m in _WORD.finditer(text, start, end)]
-
-
-def _add_trimmed(spans: list[Span], text: str, start: int, end: int) -> None:
-    piece = text[start:end]
-    stripped = piece.strip()
-    if stripped:
-        s = start + (len(piece) - len(piece.lstrip()))
-        spans.append((s, s + len(stripped)))
-
-
 def _clip_heading(text: str) -> str:
     text = " ".join(text.split())
     if len(text) <= MAX_HEADING_CHARS:
@@ -115,10 +73,6 @@ def _clip_heading(text: str) -> str:
     if " " in cut:
         cut = cut.rsplit(" ", 1)[0]
     return cut + "…"
-
-
-# How text too big for one chunk is split, coarsest first (characters come last, always).
-_TEXT_LEVELS = (_sentence_spans, _line_spans, _word_spans)
 
 
 class _Chunker:
@@ -196,7 +150,7 @@ class _Chunker:
             if block.kind == "code":
                 atoms.extend(self.code_atoms(index, block.text))
             else:
-                atoms.extend(self.pieces(index, block.text, 0, len(block.text), _TEXT_LEVELS))
+                atoms.extend(self.pieces(index, block.text, 0, len(block.text), TEXT_LEVELS))
         page = items[0][1].page
         for group in self.pack(atoms):
             text = _render(group)
@@ -218,7 +172,7 @@ class _Chunker:
         spans = [(start, end)]
         if not code:  # text is trimmed; code keeps its indentation
             spans = []
-            _add_trimmed(spans, src, start, end)
+            add_trimmed(spans, src, start, end)
         out: list[_Atom] = []
         for s, e in spans:
             n = self.measure(_wrap(src[s:e], fence))
@@ -305,7 +259,7 @@ class _Chunker:
             line_end = pos + len(line)
             if line.strip():
                 stripped_end = pos + len(line.rstrip())
-                out.extend(self.pieces(block, src, pos, stripped_end, (_word_spans,), True, fence, fence_tokens))
+                out.extend(self.pieces(block, src, pos, stripped_end, (word_spans,), True, fence, fence_tokens))
             pos = line_end + 1
         return out
 
@@ -387,7 +341,7 @@ class _Chunker:
             if atom.code or atom.block != last.block:
                 break
             start = atom.start
-        spans = _sentence_spans(last.src, start, last.end)
+        spans = sentence_spans(last.src, start, last.end)
         taken: list[_Atom] = []
         for s, e in reversed(spans):
             if self.count(last.src[s : last.end]) > self.overlap_tokens:

@@ -11,50 +11,40 @@ a new page is found through the page that now links to it (changed, so downloade
 
 Only http(s) is crawled, never out of the prefix (redirects included); bodies are streamed under a
 size cap and a per-request deadline. Every problem is one line about one URL; the crawl goes on.
-Sitemaps are parsed with the standard library: ultimate-sitemap-parser would bring `requests` and
-its own fetching, outside these caps and this client.
+
+This module is the crawl itself (the frontier, conditional requests, pages to documents, the
+store); `crawl_fetch` is its HTTP side (politeness, capped bodies, robots.txt, sitemaps) and
+`crawl_urls` its URL rules and link discovery.
 """
 
 from __future__ import annotations
 
-import gzip
 import hashlib
-import re
 import sys
 import threading
 import time
-import xml.etree.ElementTree as ET
 from collections import deque
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
-from html.parser import HTMLParser
 from typing import TYPE_CHECKING, Any
-from urllib.parse import urljoin, urlsplit, urlunsplit
 
 import httpx
 
+from assistant.retrieval.crawl_fetch import SiteClient
+from assistant.retrieval.crawl_urls import is_asset, is_url, normalize_url, page_links, refusal, site_prefix
 from assistant.retrieval.errors import IngestError
+from assistant.retrieval.ingest_sources import Source
+from assistant.retrieval.loaders import html as html_format
 from assistant.retrieval.loaders import load_html
+from assistant.retrieval.loaders.document import one_line
 from assistant.retrieval.types import LoadedDocument
 
 if TYPE_CHECKING:
     from assistant.retrieval.store import Store
 
-USER_AGENT = "doc-assistant-crawler/1.0 (+https://github.com/; respects robots.txt)"
-ROBOTS_AGENT = "doc-assistant-crawler"
-HTML_TYPES = ("text/html", "application/xhtml+xml")
-MAX_SITEMAPS = 50
-# Links to these are never pages: not worth a request.
-_ASSET = re.compile(
-    r"\.(?:png|jpe?g|gif|svg|webp|ico|css|js|mjs|map|json|xml|txt|pdf|zip|gz|tgz|bz2|xz|tar|whl|egg|exe|dmg|"
-    r"mp[34]|webm|woff2?|ttf|eot|otf|epub|mobi|rst|md)$",
-    re.IGNORECASE,
-)
-
-# A source for `ingest_paths`: (name, load); load() gives the document, None when unchanged, or
-# raises IngestError with the one-line reason.
-Source = tuple[str, Callable[[], "LoadedDocument | None"]]
+__all__ = ["CrawlOptions", "CrawlStats", "Crawler", "Source", "is_url", "normalize_url", "refusal", "site_prefix",
+           "split_sources"]
 
 
 @dataclass
@@ -91,70 +81,6 @@ class CrawlStats:
                 f" in {self.seconds:.1f} s ({rate:.1f} pages/s)")
 
 
-def is_url(text: str) -> bool:
-    """Does a command-line argument name a URL (any scheme) rather than a file?"""
-    return re.match(r"^[A-Za-z][A-Za-z0-9+.-]*://", text) is not None
-
-
-def normalize_url(url: str, base: str | None = None) -> str | None:
-    """The key of a page: absolute http(s), no fragment or query, lowercase host, no default port.
-
-    Fragments and query strings are dropped: on a documentation site `page.html#x` and
-    `page.html?highlight=y` are one page. None for other schemes and unparsable URLs.
-    """
-    try:
-        full = urljoin(base, url.strip()) if base else url.strip()
-        parts = urlsplit(full)
-        scheme = parts.scheme.lower()
-        if scheme not in ("http", "https") or not parts.hostname:
-            return None
-        host = parts.hostname.lower()
-        if ":" in host:
-            host = f"[{host}]"
-        port = parts.port
-    except ValueError:  # bad port, bad IPv6 literal
-        return None
-    if port and port != {"http": 80, "https": 443}[scheme]:
-        host = f"{host}:{port}"
-    path = re.sub(r"/{2,}", "/", parts.path or "/")
-    if " " in path:
-        path = path.replace(" ", "%20")
-    return urlunsplit((scheme, host, path, "", ""))
-
-
-def site_prefix(url: str) -> str:
-    """The part of the site a crawl stays in: the start URL's folder (`/guide/x.html` -> `/guide/`)."""
-    return url if url.endswith("/") else url.rsplit("/", 1)[0] + "/"
-
-
-def refusal(arg: str) -> str | None:
-    """Why a URL argument cannot be crawled (one line), or None."""
-    scheme = arg.split(":", 1)[0].lower()
-    if scheme == "file":
-        return f"{arg}: file:// URLs are not crawled; give the file or folder path instead"
-    if scheme not in ("http", "https"):
-        return f"{arg}: only http:// and https:// URLs can be crawled, not {scheme}://"
-    if normalize_url(arg) is None:
-        return f"{arg}: not a valid URL (expected http(s)://host/path)"
-    return None
-
-
-class _LinkParser(HTMLParser):
-    """The href of every <a> and <area>, resolved against <base href> when the page has one."""
-
-    def __init__(self) -> None:
-        super().__init__(convert_charrefs=True)
-        self.base: str | None = None
-        self.hrefs: list[str] = []
-
-    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
-        a = dict(attrs)
-        if tag == "base" and a.get("href") and self.base is None:
-            self.base = a["href"]
-        elif tag in ("a", "area") and a.get("href") and "nofollow" not in (a.get("rel") or "").lower():
-            self.hrefs.append(a["href"] or "")
-
-
 @dataclass
 class _Outcome:
     """The result of visiting one URL (never an exception)."""
@@ -179,11 +105,8 @@ class Crawler:
         self.store = store
         self.start = normalize_url(start) if refusal(start) is None else None
         self.prefix = site_prefix(self.start) if self.start else ""
-        self._client = client
-        self._robots: Any = None
-        self._delay = self.options.delay
-        self._next_slot = 0.0
-        self._slot_lock = threading.Lock()
+        self.http = SiteClient(self.options, self._count, self.say)
+        self._client = client  # a caller's client (kept open), else one per crawl
         self._stats_lock = threading.Lock()
         self._stored: dict[str, tuple[str, dict[str, Any]]] = {}
 
@@ -196,23 +119,20 @@ class Crawler:
             yield self.arg, _raiser(problem)
             return
         started = time.monotonic()
-        own_client = self._client is None
-        client = self._client or httpx.Client(
-            timeout=httpx.Timeout(self.options.timeout), follow_redirects=False,
-            headers={"User-Agent": USER_AGENT}, limits=httpx.Limits(max_connections=self.options.concurrency),
-        )
+        client = self._client or self.http.new_client()
         try:
-            self._client = client
+            self.http.client = client
             self._stored = self._stored_pages()
-            blocked = self._read_robots()
+            assert self.start is not None  # refusal() passed
+            blocked = self.http.read_robots(self.start)
             if blocked:
                 yield self.start, _raiser(blocked)
                 return
             yield from self._crawl()
         finally:
-            if own_client:
+            if client is not self._client:
                 client.close()
-                self._client = None
+            self.http.client = None
             self.stats.seconds = time.monotonic() - started
 
     def finish(self) -> list[str]:
@@ -237,7 +157,7 @@ class Crawler:
 
     def _crawl(self) -> Iterator[Source]:
         assert self.start is not None
-        seeds = [self.start, *self._sitemap_urls(), *sorted(self._stored)]
+        seeds = [self.start, *self.http.sitemap_urls(self.start, self.prefix), *sorted(self._stored)]
         frontier: deque[str] = deque()
         seen: set[str] = set()
         for url in seeds:
@@ -273,10 +193,10 @@ class Crawler:
         self.stats.pages = visited
 
     def _enqueue(self, url: str, frontier: deque[str], seen: set[str]) -> None:
-        if url in seen or not url.startswith(self.prefix) or _ASSET.search(urlsplit(url).path):
+        if url in seen or not url.startswith(self.prefix) or is_asset(url):
             return
         seen.add(url)
-        if not self._allowed(url):
+        if not self.http.allowed(url):
             self.stats.disallowed.append(url)
             return
         frontier.append(url)
@@ -313,7 +233,7 @@ class Crawler:
         except httpx.TimeoutException:
             return _Outcome(url, "failed", f"no answer within {self.options.timeout:g} s (timeout); try again later")
         except httpx.HTTPError as exc:
-            return _Outcome(url, "failed", f"cannot fetch ({_one_line(exc)})")
+            return _Outcome(url, "failed", f"cannot fetch ({one_line(exc)})")
 
     def _fetch(self, url: str) -> _Outcome:
         stored_hash, meta = self._stored.get(url, ("", {}))
@@ -325,10 +245,7 @@ class Crawler:
         hops = [url]
         current = url
         for _ in range(self.options.max_redirects + 1):
-            self._wait_turn()
-            assert self._client is not None
-            with self._client.stream("GET", current, headers=headers) as resp:
-                self._count(requests=1)
+            with self.http.get(current, headers) as resp:
                 if resp.status_code in (301, 302, 303, 307, 308):  # httpx counts 304 as a redirect too
                     location = resp.headers.get("location", "")
                     target = normalize_url(location, base=current)
@@ -337,7 +254,7 @@ class Crawler:
                                         f" {self.prefix}; not followed")
                     if target in hops:
                         return _Outcome(url, "failed", f"redirect loop ({' -> '.join([*hops, target])})")
-                    if not self._allowed(target):
+                    if not self.http.allowed(target):
                         return _Outcome(url, "skipped", f"redirects to {target}, which robots.txt disallows")
                     hops.append(target)
                     current = target
@@ -359,15 +276,15 @@ class Crawler:
     def _read_page(self, url: str, resp: httpx.Response, stored_hash: str, meta: dict[str, Any]) -> _Outcome:
         """A 200 answer for `url` (after in-scope redirects: the page is indexed under its final URL)."""
         ctype = resp.headers.get("content-type", "").split(";")[0].strip().lower()
-        if ctype not in HTML_TYPES:
+        if ctype not in html_format.MIME_TYPES:
             return _Outcome(url, "skipped", f"not an HTML page ({ctype or 'no content type'})")
-        raw, problem = self._read_body(resp)
+        raw, problem = self.http.read_body(resp)
         if problem:
             return _Outcome(url, "failed", problem)
         self._count(downloaded=1, bytes=len(raw))
         validators = {"etag": resp.headers.get("etag"), "last_modified": resp.headers.get("last-modified")}
         text_for_links = raw.decode(resp.charset_encoding or "utf-8", "replace")
-        links = self._links(text_for_links, url)
+        links = page_links(text_for_links, url, self.prefix)
         if stored_hash and stored_hash == hashlib.sha256(raw).hexdigest():
             self._count(unchanged=1)
             if any(meta.get(k) != v for k, v in validators.items()):
@@ -381,129 +298,6 @@ class Crawler:
         doc.metadata.update({k: v for k, v in validators.items() if v})
         doc.metadata["site"] = self.prefix
         return _Outcome(url, "page", doc=doc, links=links)
-
-    def _read_body(self, resp: httpx.Response) -> tuple[bytes, str | None]:
-        """The body under the size cap and the deadline: (bytes, None) or (b"", one-line reason)."""
-        cap = self.options.max_bytes
-        declared = resp.headers.get("content-length", "")
-        if declared.isdigit() and int(declared) > cap:
-            return b"", f"page is {int(declared) / 2**20:.1f} MB, over the {cap / 2**20:g} MB limit; not downloaded"
-        deadline = time.monotonic() + self.options.timeout
-        parts: list[bytes] = []
-        size = 0
-        for part in resp.iter_bytes():
-            size += len(part)
-            if size > cap:
-                return b"", f"page is over the {cap / 2**20:g} MB limit; download stopped"
-            if time.monotonic() > deadline:
-                return b"", f"page took over {self.options.timeout:g} s to download (too slow); try again later"
-            parts.append(part)
-        return b"".join(parts), None
-
-    def _links(self, text: str, page_url: str) -> list[str]:
-        parser = _LinkParser()
-        try:
-            parser.feed(text)
-            parser.close()
-        except (AssertionError, ValueError):  # html.parser's rare hard failures: keep what it found
-            pass
-        base = urljoin(page_url, parser.base) if parser.base else page_url
-        out: list[str] = []
-        for href in parser.hrefs:
-            url = normalize_url(href, base)
-            if url and url.startswith(self.prefix) and url not in out:
-                out.append(url)
-        return out
-
-    # -- politeness and robots.txt ---------------------------------------------------------
-
-    def _wait_turn(self) -> None:
-        """One request per `delay` seconds to this host, whichever thread asks."""
-        with self._slot_lock:
-            now = time.monotonic()
-            slot = max(now, self._next_slot)
-            self._next_slot = slot + self._delay
-        if slot > now:
-            time.sleep(slot - now)
-
-    def _read_robots(self) -> str | None:
-        """Fetch and parse robots.txt; a one-line reason when the start page may not be crawled."""
-        from protego import Protego
-
-        assert self.start is not None
-        parts = urlsplit(self.start)
-        robots_url = f"{parts.scheme}://{parts.netloc}/robots.txt"
-        try:
-            self._wait_turn()
-            assert self._client is not None
-            with self._client.stream("GET", robots_url) as resp:
-                self._count(requests=1)
-                raw, problem = self._read_body(resp) if resp.status_code == 200 else (b"", None)
-        except httpx.HTTPError as exc:
-            return f"{self.start}: cannot fetch {robots_url} ({_one_line(exc)}); check the address"
-        if resp.status_code >= 500:  # RFC 9309: the site may be down; assume everything is disallowed
-            return f"{self.start}: {robots_url} answered HTTP {resp.status_code}; not crawling (try again later)"
-        text = "" if problem else raw.decode("utf-8", "replace")  # missing or unreadable: no rules
-        self._robots = Protego.parse(text)
-        delay = self._robots.crawl_delay(ROBOTS_AGENT)
-        if delay:
-            self._delay = max(self._delay, float(delay))
-        if not self._allowed(self.start):
-            return f"{self.start}: robots.txt disallows crawling this page"
-        return None
-
-    def _allowed(self, url: str) -> bool:
-        return self._robots is None or bool(self._robots.can_fetch(url, ROBOTS_AGENT))
-
-    # -- sitemaps --------------------------------------------------------------------------
-
-    def _sitemap_urls(self) -> list[str]:
-        """In-scope page URLs from the sitemaps robots.txt names, else /sitemap.xml (and the prefix's)."""
-        assert self.start is not None
-        parts = urlsplit(self.start)
-        origin = f"{parts.scheme}://{parts.netloc}"
-        declared = list(self._robots.sitemaps) if self._robots is not None else []
-        queue = deque(declared or dict.fromkeys([f"{self.prefix}sitemap.xml", f"{origin}/sitemap.xml"]))
-        pages: list[str] = []
-        fetched = 0
-        while queue and fetched < MAX_SITEMAPS:
-            sitemap = queue.popleft()
-            fetched += 1
-            locs, nested = self._read_sitemap(sitemap)
-            queue.extend(n for n in nested if normalize_url(n))
-            pages += [u for u in (normalize_url(loc) for loc in locs) if u and u.startswith(self.prefix)]
-        return pages
-
-    def _read_sitemap(self, url: str) -> tuple[list[str], list[str]]:
-        """(page locations, nested sitemap locations); nothing when it is missing or unreadable."""
-        try:
-            self._wait_turn()
-            assert self._client is not None
-            with self._client.stream("GET", url) as resp:
-                self._count(requests=1)
-                if resp.status_code != 200:
-                    return [], []
-                raw, problem = self._read_body(resp)
-        except httpx.HTTPError as exc:
-            self.say(f"sitemap {url} not read ({_one_line(exc)})")
-            return [], []
-        if problem:
-            self.say(f"sitemap {url} not read: {problem}")
-            return [], []
-        if raw[:2] == b"\x1f\x8b":
-            try:
-                raw = gzip.decompress(raw)[: self.options.max_bytes]
-            except (OSError, EOFError):
-                return [], []
-        try:
-            root = ET.fromstring(raw)  # expat >= 2.4 refuses entity-expansion bombs
-        except ET.ParseError as exc:
-            self.say(f"sitemap {url} not read: not valid XML ({exc})")
-            return [], []
-        locs = [(el.text or "").strip() for el in root.iter() if el.tag.rsplit("}", 1)[-1] == "loc"]
-        if root.tag.rsplit("}", 1)[-1] == "sitemapindex":
-            return [], locs
-        return locs, []
 
     # -- the store -------------------------------------------------------------------------
 
@@ -542,7 +336,3 @@ def _raiser(message: str) -> Callable[[], LoadedDocument | None]:
         raise IngestError(message)
 
     return load
-
-
-def _one_line(exc: BaseException) -> str:
-    return (" ".join(str(exc).split()) or type(exc).__name__)[:160]

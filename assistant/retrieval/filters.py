@@ -18,7 +18,7 @@ from assistant.retrieval.errors import QueryError
 from assistant.retrieval.sanitize import unstorable_reason
 
 FILTER_KEYS = ("source", "document_id", "type", "tag", "meta.<key>")
-# The `type` metadata the loaders give documents (loaders.py `_new_doc` kinds; a test keeps them in step),
+# The `type` metadata the loaders give documents (each format's KIND in loaders/; a test keeps them in step),
 # and the other names people use for them. Any other `type=` matches nothing: it is refused instead.
 DOCUMENT_TYPES = ("md", "txt", "html", "pdf")
 _TYPE_ALIASES = {"markdown": "md", "text": "txt", "htm": "html"}

@@ -13,27 +13,39 @@ source, e.g. a web crawl):
 
 The report says what happened to every document. Ctrl-C leaves only whole documents behind (each
 is one transaction) and is raised as `IngestInterrupted`, carrying the report so far.
+
+This module is the run itself (planning and the write path); `ingest_sources` finds and loads the
+documents, `ingest_plan` holds the plan, the report and the progress bar.
 """
 
 from __future__ import annotations
 
 import itertools
-import os
 import sys
 import time
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from dataclasses import dataclass, field
 from functools import partial
 from itertools import islice
 from pathlib import Path
-from typing import TYPE_CHECKING, TextIO
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from assistant.retrieval.chunking import chunk_document
 from assistant.retrieval.errors import AssistantError, DatabaseError, EmbeddingError, IngestError
-from assistant.retrieval.loaders import SUPPORTED_SUFFIXES, load_file
+from assistant.retrieval.ingest_plan import IngestInterrupted, IngestPlan, IngestReport, PlannedDocument, Progress
+from assistant.retrieval.ingest_sources import (
+    Say,
+    Source,
+    discover,
+    load_sources,
+    missing_sources,
+    nothing_found_message,
+    prune_missing,
+    without_path,
+)
+from assistant.retrieval.loaders import load_file
 from assistant.retrieval.passage_engine import Batches, PassageEngine, batched, failing
 from assistant.retrieval.sample_vectors import SAMPLE_DOCS_DIR, PrecomputedPassages, load_vectors
 from assistant.retrieval.types import Chunk, LoadedDocument, embedding_text
@@ -43,254 +55,11 @@ if TYPE_CHECKING:
     from assistant.retrieval.embedders import Embedder
     from assistant.retrieval.store import Store
 
-Say = Callable[[str], None]
-
-
-@dataclass
-class PlannedDocument:
-    """A document that needs embedding: new or changed since the last ingest."""
-
-    doc: LoadedDocument
-    chunks: list[Chunk]
-    is_new: bool
-
-
-@dataclass
-class IngestPlan:
-    """What a run will do, known after chunking and before embedding."""
-
-    documents: list[PlannedDocument] = field(default_factory=list)
-    unchanged: list[str] = field(default_factory=list)
-    failed: list[tuple[str, str]] = field(default_factory=list)
-    prune: list[str] = field(default_factory=list)
-    engine: str = ""  # how passages are embedded, e.g. "local model, 2 processes"
-    rate: float | None = None  # chunks per second, measured or assumed
-    measured_on: int = 0  # chunks the rate was measured on (0: assumed)
-
-    @property
-    def chunks(self) -> int:
-        return sum(len(p.chunks) for p in self.documents)
-
-    @property
-    def tokens(self) -> int:
-        return sum(c.token_count for p in self.documents for c in p.chunks)
-
-    @property
-    def seconds(self) -> float | None:
-        """Estimated embedding time left (None when there is no rate): the chunks it was measured
-        on are embedded already."""
-        if not self.chunks:
-            return 0.0
-        return max(self.chunks - self.measured_on, 0) / self.rate if self.rate else None
-
-    def estimate(self) -> str:
-        seconds = self.seconds
-        if seconds is None:
-            return "time unknown"
-        if not self.measured_on:
-            how = f"assuming {self.rate:.0f} chunks/s for {self.engine}"
-        else:
-            how = f"{self.engine}, {self.rate:.1f} chunks/s measured on the first {self.measured_on} chunks"
-        return f"about {format_duration(seconds)} ({how})"
-
-    def headline(self) -> str:
-        """One line: what will be embedded, what is skipped, and how long it will take."""
-        new = sum(p.is_new for p in self.documents)
-        parts = [f"{new} new", f"{len(self.documents) - new} changed", f"{len(self.unchanged)} unchanged"]
-        if self.failed:
-            parts.append(f"{len(self.failed)} failed")
-        if self.prune:
-            parts.append(f"{len(self.prune)} to prune")
-        line = f"Plan: {len(self.documents)} documents to embed ({', '.join(parts)})"
-        if self.documents:
-            line += f"; {self.chunks:,} chunks ({self.tokens:,} tokens), {self.estimate()}"
-        return line
-
-    def details(self) -> list[str]:
-        """Every document and what would happen to it (for --dry-run)."""
-        rows = [f"  {'add' if p.is_new else 'replace':<8} {p.doc.source} ({len(p.chunks)} chunks)"
-                for p in self.documents]
-        rows += [f"  {'skip':<8} {source} (unchanged)" for source in self.unchanged]
-        rows += [f"  {'prune':<8} {source} (file is gone)" for source in self.prune]
-        rows += [f"  {'fail':<8} {source}: {reason}" for source, reason in self.failed]
-        return rows
-
-
-@dataclass
-class IngestReport:
-    """What one run did, document by document."""
-
-    added: list[str] = field(default_factory=list)
-    updated: list[str] = field(default_factory=list)
-    unchanged: list[str] = field(default_factory=list)
-    failed: list[tuple[str, str]] = field(default_factory=list)  # (source, one-line reason)
-    pruned: list[str] = field(default_factory=list)
-    chunks: int = 0
-    seconds: float = 0.0
-    plan: IngestPlan | None = None
-    cancelled: bool = False  # the plan was shown and declined (or a dry run): nothing written
-    dry_run: bool = False
-
-    @property
-    def ok(self) -> bool:
-        return not self.failed
-
-    def summary(self) -> str:
-        if self.cancelled:
-            return f"Ingest: nothing written ({'dry run' if self.dry_run else 'cancelled'})"
-        parts = [f"{len(self.added)} added", f"{len(self.updated)} updated", f"{len(self.unchanged)} unchanged"]
-        if self.pruned:
-            parts.append(f"{len(self.pruned)} pruned")
-        parts.append(f"{len(self.failed)} failed")
-        return f"Ingest: {', '.join(parts)}; {self.chunks} chunks embedded in {self.seconds:.1f} s"
-
-
-class IngestInterrupted(KeyboardInterrupt):
-    """Ctrl-C during an ingest; `report` holds the documents written completely before it."""
-
-    def __init__(self, report: IngestReport) -> None:
-        super().__init__("ingest interrupted")
-        self.report = report
-
-
-class Progress:
-    """A one-line progress bar with rate and ETA on a terminal; sparse log lines otherwise.
-
-    `already` rows (embedded before the bar started, e.g. while measuring the speed) count as
-    done but not towards the rate.
-    """
-
-    def __init__(self, total: int, label: str = "embedding", stream: TextIO | None = None,
-                 already: int = 0) -> None:
-        self.total, self.label, self.done, self.already = total, label, already, already
-        self.stream = stream or sys.stderr
-        self.tty = self.stream.isatty()
-        self.start = self.last = time.monotonic()
-        self.open = False  # a bar is on screen without its newline
-
-    def advance(self, n: int) -> None:
-        self.done += n
-        now = time.monotonic()
-        if self.tty or now - self.last >= 5 or self.done >= self.total:
-            self.last = now
-            self._draw(now)
-
-    def break_line(self) -> None:
-        """End the bar's line, so that the next message starts on its own line."""
-        if self.open:
-            self.stream.write("\n")
-            self.stream.flush()
-            self.open = False
-
-    def _draw(self, now: float) -> None:
-        elapsed = max(now - self.start, 1e-6)
-        rate = (self.done - self.already) / elapsed
-        left = (self.total - self.done) / rate if rate > 0 else 0.0
-        frac = self.done / self.total if self.total else 1.0
-        bar = "#" * int(frac * 24)
-        line = (f"{self.label} [{bar:<24}] {self.done}/{self.total} chunks"
-                f" {rate:.1f}/s ETA {format_duration(left)}")
-        if self.tty:
-            end = self.done >= self.total
-            self.open = True  # before writing: Ctrl-C may land in the write, and then needs a newline
-            self.stream.write("\r" + line + ("\n" if end else ""))
-            self.open = not end
-        else:
-            self.stream.write(line + "\n")
-        self.stream.flush()
-
-
-def format_duration(s: float) -> str:
-    """42s, 3m05s, 2h07m."""
-    s = round(s)
-    if s >= 3600:
-        return f"{s // 3600}h{s % 3600 // 60:02d}m"
-    return f"{s // 60}m{s % 60:02d}s" if s >= 60 else f"{s}s"
-
-
-
-
-def discover(paths: Iterable[str | Path], skipped: Counter[str] | None = None
-             ) -> tuple[list[Path], list[tuple[str, str]]]:
-    """Expand folders (recursively, skipping hidden ones) into supported files, once each.
-
-    Explicitly named files keep their suffix check in the loader so an unknown type is reported;
-    files of other types inside folders are left out silently, counted by suffix in `skipped`.
-    """
-    files: list[Path] = []
-    problems: list[tuple[str, str]] = []
-    seen: set[Path] = set()
-
-    def add(p: Path) -> None:
-        real = p.resolve()
-        if real not in seen:
-            seen.add(real)
-            files.append(real)
-
-    for raw in paths:
-        p = Path(raw).expanduser()
-        if p.is_dir():
-            for root, dirs, names in os.walk(p):
-                dirs[:] = sorted(d for d in dirs if not d.startswith("."))
-                for name in sorted(names):
-                    if name.startswith("."):
-                        continue
-                    suffix = Path(name).suffix.lower()
-                    if suffix in SUPPORTED_SUFFIXES:
-                        add(Path(root) / name)
-                    elif skipped is not None:
-                        skipped[suffix or "(no suffix)"] += 1
-        elif p.is_file():
-            add(p)
-        elif p.exists():
-            problems.append((str(p), "not a regular file"))
-        else:
-            problems.append((str(p), "no such file or folder"))
-    return files, problems
-
-
-def nothing_found_message(paths: Sequence[str | Path], skipped: Counter[str]) -> str:
-    """One line for a run that found no supported file: what was there, and what is supported."""
-    where = ", ".join(str(p) for p in paths)
-    supported = " ".join(sorted(SUPPORTED_SUFFIXES))
-    if not skipped:
-        return f"no files to ingest in {where} (supported: {supported})"
-    found = ", ".join(f"{n} {suffix}" for suffix, n in skipped.most_common(5))
-    return f"no supported files in {where}: found only {found} (supported: {supported})"
-
-
-Source = tuple[str, Callable[[], "LoadedDocument | None"]]  # (name, load): load() None = unchanged at origin
-
-
-def load_sources(sources: Iterable[Source], report: IngestReport, say: Say) -> Iterator[LoadedDocument]:
-    """Loaded documents of (name, load) pairs, e.g. files or crawled web pages; load() returns None
-    when the origin says the document is unchanged (HTTP 304). A document that cannot be loaded is
-    recorded in `report` with one line and skipped."""
-    for name, load in sources:
-        try:
-            doc = load()
-        except IngestError as err:
-            reason = _without_path(str(err), name)
-            report.failed.append((name, reason))
-            say(f"skipped {name}: {reason}")
-            continue
-        except OSError as err:
-            report.failed.append((name, f"cannot read: {err.strerror}"))
-            say(f"skipped {name}: cannot read ({err.strerror})")
-            continue
-        if doc is None:
-            report.unchanged.append(name)
-            continue
-        yield doc
-
-
-def _without_path(message: str, name: str) -> str:
-    """An IngestError's reason without the file name or URL it starts with (the report names it)."""
-    base = name.rstrip("/").rsplit("/", 1)[-1]
-    for prefix in (f"{name}: ", f"{base}: "):
-        if message.startswith(prefix):
-            return message[len(prefix):]
-    return message
+__all__ = [  # the names callers import from here (the CLI, the chat's uploads, tests, bench)
+    "SAMPLE_DOCS_DIR", "IngestInterrupted", "IngestPlan", "IngestReport", "PlannedDocument", "Source",
+    "discover", "embed_documents", "ensure_sample_corpus", "ingest_documents", "ingest_paths", "missing_sources",
+    "prune_missing",
+]
 
 
 def ingest_paths(
@@ -405,7 +174,7 @@ def _plan(documents: Iterable[LoadedDocument], store: Store, settings: Settings,
                 raise IngestError(f"{Path(doc.source).name or doc.source}: no text to index")
             plan.documents.append(PlannedDocument(doc, chunks, stored is None))
         except IngestError as err:
-            reason = _without_path(str(err), doc.source)
+            reason = without_path(str(err), doc.source)
             report.failed.append((doc.source, reason))
             say(f"skipped {doc.source}: {reason}")
     plan.unchanged = list(report.unchanged)
@@ -495,26 +264,6 @@ def embed_documents(docs: Sequence[tuple[LoadedDocument, Sequence[Chunk]]], embe
         close = getattr(run, "close", None)
         if close:
             close()
-
-
-def missing_sources(store: Store, paths: Sequence[str | Path]) -> list[str]:
-    """Documents under the given files or folders whose files no longer exist."""
-    roots = [Path(p).expanduser().resolve() for p in paths]
-    gone = []
-    for source in store.sources():
-        if "://" in source:
-            continue
-        path = Path(source)
-        if any(path == r or r in path.parents for r in roots) and not path.exists():
-            gone.append(source)
-    return gone
-
-
-def prune_missing(store: Store, paths: Sequence[str | Path]) -> list[str]:
-    """Delete documents under the given folders whose files no longer exist."""
-    gone = missing_sources(store, paths)
-    store.delete_documents(gone)
-    return gone
 
 
 def ensure_sample_corpus(store: Store, embedder: Embedder, settings: Settings,

@@ -22,7 +22,7 @@ from assistant.retrieval.types import embedding_text
 if TYPE_CHECKING:
     from assistant.config import Settings
     from assistant.retrieval.embedders import Embedder
-    from assistant.retrieval.ingest import IngestPlan
+    from assistant.retrieval.ingest_plan import IngestPlan
     from assistant.retrieval.local_passages import PassagePool
 
 # Chunks per second assumed for remote providers (no calibration: a trial batch would spend the

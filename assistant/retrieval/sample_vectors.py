@@ -17,12 +17,14 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from assistant.embedding_models import LOCAL_MODEL
+
 if TYPE_CHECKING:
     from assistant.retrieval.embedders import Embedder
 
 SAMPLE_DOCS_DIR = Path(__file__).resolve().parents[1] / "sample_docs"
 VECTORS_PATH = SAMPLE_DOCS_DIR / "vectors.npz"
-VECTORS_MODEL = "intfloat/multilingual-e5-small"
+VECTORS_MODEL = LOCAL_MODEL.name  # the shipped vectors are made by `build` with LocalEmbedder
 
 
 def text_key(text: str) -> str:

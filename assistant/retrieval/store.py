@@ -1,143 +1,34 @@
-"""PostgreSQL + pgvector storage: schema, document writes, vector and full-text search.
+"""PostgreSQL + pgvector storage: one `Store` per process, its documents and chunks.
 
-One `Store` per process holds a connection pool. Every document write is one transaction (a
-crash never leaves half a document); the embedding model and dimension are recorded in
-`assistant_meta` and checked on open, so vectors of two models never mix.
+The store is split by job: `store_schema` (DDL, pgvector, the model recorded in the database),
+`store_pool` (connections that never wait forever), `store_search` (vector and full-text search
+queries); this module holds the `Store` that ties them together, the write path (every document
+write is one transaction: a crash never leaves half a document) and the listings and statistics.
 """
 
 from __future__ import annotations
 
-import contextlib
-import logging
-import threading
-import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
+from contextlib import AbstractContextManager
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import psycopg
-from pgvector.psycopg import register_vector
 from psycopg import sql
 from psycopg.rows import dict_row
 from psycopg.types.json import Jsonb
-from psycopg_pool import ConnectionPool, PoolTimeout
 
-from assistant.retrieval import fulltext
-from assistant.retrieval.database import (
-    DatabaseLocation,
-    check_answering,
-    connect,
-    first_line,
-    locate,
-    lost_message,
-    set_statement_timeout,
-    watched_connection,
-)
-from assistant.retrieval.errors import DatabaseError, ModelMismatchError
-from assistant.retrieval.filters import Filters, compile_filters
-from assistant.retrieval.migrations import MIGRATION_LOCK_KEY, migrate
+from assistant.retrieval import fulltext, store_schema, store_search
+from assistant.retrieval.database import DatabaseLocation, locate
+from assistant.retrieval.filters import Filters
 from assistant.retrieval.relevance import META_KEY as RELEVANCE_META_KEY
 from assistant.retrieval.relevance import Calibration, summary
+from assistant.retrieval.store_pool import StorePool
+from assistant.retrieval.store_schema import HNSW_EF_CONSTRUCTION, HNSW_M
 from assistant.retrieval.types import Chunk, Hit, LoadedDocument, embedding_text
 
 if TYPE_CHECKING:
     from assistant.config import Settings
-
-log = logging.getLogger(__name__)
-
-HNSW_M = 16
-HNSW_EF_CONSTRUCTION = 64
-# Above 250k chunks ef_search grows with the table (1 per this many rows, twice that when filtered):
-# at 1M chunks recall@10 is 0.88 at ef_search 100 and 0.96 at 400 (bench/scale.py, docs/BENCHMARKS.md).
-HNSW_ROWS_PER_EF = 2500
-# Connection loss: a request waits this long for a pooled connection before asking the server
-# itself whether it is up (so a user hears "unreachable" in a second, not after DB_CONNECT_TIMEOUT)...
-POOL_QUICK_WAIT = 0.5
-# The pool retries a lost server with a doubling delay (1 s, 2 s, 4 s...); after this many seconds
-# it gives up, and the next request starts a fresh series. So while questions come in, it tries
-# about once a second, and none waits for an attempt minutes away: with psycopg_pool's default
-# (300 s), searches kept failing for 88 s after a 150 s outage had ended.
-POOL_RECONNECT_WINDOW = 2.0
-# A search takes milliseconds; one stuck inside the server (waiting for a lock held by a migration
-# or a VACUUM FULL, say) is cancelled by the server after this many seconds, so the user hears of it
-# and the connection goes back to the pool.
-SEARCH_TIMEOUT = 15.0
-
-
-def _schema_steps(dim: int, ts_config: str) -> list[Any]:
-    """Version-ordered DDL for the retrieval tables. Append only: never edit a shipped step."""
-    cfg = sql.Literal(ts_config)
-    return [
-        sql.SQL("""
-        CREATE TABLE IF NOT EXISTS assistant_meta (key text PRIMARY KEY, value text NOT NULL);
-        CREATE TABLE IF NOT EXISTS documents (
-            id bigserial PRIMARY KEY,
-            source text NOT NULL UNIQUE,
-            title text NOT NULL,
-            url text,
-            content_hash text NOT NULL,
-            metadata jsonb NOT NULL DEFAULT '{{}}'::jsonb,
-            chunk_count int NOT NULL DEFAULT 0,
-            created_at timestamptz NOT NULL DEFAULT now(),
-            updated_at timestamptz NOT NULL DEFAULT now()
-        );
-        CREATE INDEX IF NOT EXISTS documents_source_prefix ON documents (source text_pattern_ops);
-        CREATE INDEX IF NOT EXISTS documents_metadata ON documents USING gin (metadata jsonb_path_ops);
-        CREATE TABLE IF NOT EXISTS chunks (
-            id bigserial PRIMARY KEY,
-            document_id bigint NOT NULL REFERENCES documents(id) ON DELETE CASCADE,
-            ordinal int NOT NULL,
-            heading_path text[] NOT NULL DEFAULT '{{}}',
-            page int,
-            context text NOT NULL DEFAULT '',
-            text text NOT NULL,
-            token_count int NOT NULL,
-            embedding vector({dim}) NOT NULL,
-            tsv tsvector GENERATED ALWAYS AS (
-                setweight(to_tsvector({cfg}::regconfig, context), 'A') ||
-                setweight(to_tsvector({cfg}::regconfig, text), 'B')) STORED,
-            UNIQUE (document_id, ordinal)
-        );
-        CREATE INDEX IF NOT EXISTS chunks_embedding_hnsw ON chunks
-            USING hnsw (embedding vector_cosine_ops) WITH (m = {m}, ef_construction = {efc});
-        CREATE INDEX IF NOT EXISTS chunks_tsv ON chunks USING gin (tsv);
-        """).format(dim=sql.Literal(dim), cfg=cfg, m=sql.Literal(HNSW_M), efc=sql.Literal(HNSW_EF_CONSTRUCTION)),
-        # 2: Okapi BM25 statistics kept by triggers, backfilled from the chunks already stored
-        fulltext.schema_sql(),
-    ]
-
-
-def _retext_sql(ts_config: str) -> sql.Composable:
-    """Regenerate the tsvector column for another text search configuration."""
-    cfg = sql.Literal(ts_config)
-    return sql.SQL("""
-        DROP INDEX IF EXISTS chunks_tsv;
-        ALTER TABLE chunks DROP COLUMN tsv;
-        ALTER TABLE chunks ADD COLUMN tsv tsvector GENERATED ALWAYS AS (
-            setweight(to_tsvector({cfg}::regconfig, context), 'A') ||
-            setweight(to_tsvector({cfg}::regconfig, text), 'B')) STORED;
-        CREATE INDEX chunks_tsv ON chunks USING gin (tsv);
-    """).format(cfg=cfg) + fulltext.recount_sql()
-
-
-_HIT_COLUMNS = sql.SQL(
-    "c.id AS chunk_id, c.document_id, c.ordinal, c.heading_path, c.page, c.text,"
-    " d.title, d.source, d.url, d.metadata"
-)
-
-
-def _enable_pgvector(conn: psycopg.Connection, location: DatabaseLocation) -> None:
-    try:
-        with conn.transaction():
-            conn.execute("SELECT pg_advisory_xact_lock(%s)", (MIGRATION_LOCK_KEY,))  # two first starts race
-            conn.execute("CREATE EXTENSION IF NOT EXISTS vector")
-    except psycopg.Error as err:
-        reason = first_line(err)
-        if "not available" in reason or "could not open extension control file" in reason:
-            hint = "install pgvector on the server (e.g. apt install postgresql-NN-pgvector)"
-        else:
-            hint = "ask the database owner to run: CREATE EXTENSION vector;"
-        raise DatabaseError(f"pgvector is not enabled on {location.description} ({reason}); {hint}") from None
 
 
 class Store:
@@ -148,10 +39,7 @@ class Store:
         self.settings = settings
         self.model = settings.embedding_model
         self.dim = settings.embedding_dim
-        self._pool: ConnectionPool | None = None
-        self._probe_lock = threading.Lock()
-        self._probe_at = 0.0
-        self._probe_error: str | None = None
+        self._pool = StorePool(location, settings)
 
     # -- opening -------------------------------------------------------------------------------
 
@@ -165,141 +53,18 @@ class Store:
 
     def prepare(self) -> None:
         """Create the extension and tables, record or check the embedding model."""
-        with connect(self.location, timeout=self.settings.db_connect_timeout, autocommit=True) as conn:
-            _enable_pgvector(conn, self.location)
-            cfg = self.settings.text_search_config
-            if conn.execute("SELECT 1 FROM pg_ts_config WHERE cfgname = %s", (cfg,)).fetchone() is None:
-                raise DatabaseError(f"TEXT_SEARCH_CONFIG={cfg!r} is not a text search configuration on this server")
-            migrate(conn, "retrieval", _schema_steps(self.dim, self.settings.text_search_config))
-            self._check_meta(conn)
-
-    def _check_meta(self, conn: psycopg.Connection) -> None:
-        with conn.transaction():
-            conn.execute("LOCK TABLE assistant_meta IN EXCLUSIVE MODE")
-            meta = dict(conn.execute("SELECT key, value FROM assistant_meta").fetchall())
-            stored_model, stored_dim = meta.get("embedding_model"), meta.get("embedding_dim")
-            column_dim = conn.execute(
-                "SELECT atttypmod FROM pg_attribute WHERE attrelid = 'chunks'::regclass AND attname = 'embedding'"
-            ).fetchone()[0]
-            if stored_model is None:
-                if column_dim != self.dim:
-                    raise ModelMismatchError(
-                        f"The chunks table holds {column_dim}-dimensional vectors but EMBEDDING_DIM is {self.dim};"
-                        " use another database or fix EMBEDDING_DIM"
-                    )
-                conn.execute(
-                    "INSERT INTO assistant_meta (key, value) VALUES ('embedding_model', %s), ('embedding_dim', %s)",
-                    (self.model, str(self.dim)),
-                )
-            elif stored_model != self.model or int(stored_dim or 0) != self.dim:
-                raise ModelMismatchError(
-                    f"This database was indexed with {stored_model} ({stored_dim} dims), not {self.model}"
-                    f" ({self.dim} dims): set EMBEDDING_MODEL={stored_model}, or use a new database"
-                    " (DATABASE_URL / ASSISTANT_DATA_DIR) and re-ingest"
-                )
-            cfg = self.settings.text_search_config
-            stored_cfg = meta.get("text_search_config")
-            if stored_cfg is not None and stored_cfg != cfg:
-                log.warning("text search configuration changed %s -> %s: rebuilding the full-text index",
-                            stored_cfg, cfg)
-                conn.execute(_retext_sql(cfg))
-            conn.execute(
-                "INSERT INTO assistant_meta (key, value) VALUES ('text_search_config', %s)"
-                " ON CONFLICT (key) DO UPDATE SET value = EXCLUDED.value",
-                (cfg,),
-            )
+        store_schema.prepare(self.location, self.settings)
 
     def open_pool(self) -> None:
-        """Pooled connections that never wait forever: the server cancels a statement after
-        DB_STATEMENT_TIMEOUT, and the client gives up on a server that stops answering
-        (`database.WatchedConnection`)."""
-        s = self.settings
-
-        def configure(conn: psycopg.Connection) -> None:
-            register_vector(conn)
-            set_statement_timeout(conn, s.db_statement_timeout)
-
-        self._pool = ConnectionPool(
-            self.location.url,
-            connection_class=watched_connection(self.location, s.db_statement_timeout),
-            min_size=1,
-            max_size=s.db_pool_max,
-            kwargs={"connect_timeout": s.db_connect_timeout},
-            configure=configure,
-            check=ConnectionPool.check_connection,
-            timeout=s.db_connect_timeout,
-            reconnect_timeout=POOL_RECONNECT_WINDOW,
-            name="assistant",
-            open=True,
-        )
+        """Open the connection pool (`store_pool.StorePool`)."""
+        self._pool.open()
 
     def close(self) -> None:
-        if self._pool is not None:
-            self._pool.close()
-            self._pool = None
+        self._pool.close()
 
-    @contextlib.contextmanager
-    def connection(self) -> Iterator[psycopg.Connection]:
+    def connection(self) -> AbstractContextManager[psycopg.Connection]:
         """A pooled connection; an unreachable server or a lost connection becomes a one-line DatabaseError."""
-        pool = self._pool
-        if pool is None:
-            raise DatabaseError("The store is closed")
-        conn = self._getconn(pool)
-        try:
-            # Commit on success, roll back on error. Not `with conn:`, which in psycopg 3 also
-            # closes the connection, so the pool would open a new one for every request.
-            try:
-                yield conn
-            except BaseException:
-                if not conn.closed:
-                    conn.rollback()
-                raise
-            conn.commit()
-        except psycopg.errors.QueryCanceled as err:
-            raise DatabaseError(
-                f"PostgreSQL at {self.location.description} did not answer in time ({first_line(err)}); try again"
-            ) from None
-        except psycopg.OperationalError as err:
-            raise DatabaseError(lost_message(self.location, err)) from None
-        finally:
-            pool.putconn(conn)
-
-    def _getconn(self, pool: ConnectionPool) -> psycopg.Connection:
-        timeout = float(self.settings.db_connect_timeout)
-        quick = min(POOL_QUICK_WAIT, timeout)
-        try:
-            return pool.getconn(timeout=quick)
-        except PoolTimeout:
-            pass
-        # Nothing pooled at once: every connection is busy, or the server went away and the pool
-        # is reconnecting in the background. Ask the server: if it is down, say so now.
-        self._check_reachable()
-        pool.check()  # it is up: drop pooled connections that died with the old server process
-        try:
-            return pool.getconn(timeout=timeout - quick)
-        except PoolTimeout:
-            raise DatabaseError(
-                f"Cannot reach PostgreSQL at {self.location.description} (no connection within"
-                f" {self.settings.db_connect_timeout} s); check that the server is up"
-            ) from None
-
-    def _check_reachable(self) -> None:
-        """Raise DatabaseError (with the driver's reason) unless a new connection to the server opens.
-
-        Requests that wait while a probe runs share its result (one probe, not one per request).
-        """
-        asked = time.monotonic()
-        with self._probe_lock:
-            if self._probe_at < asked:
-                try:
-                    check_answering(self.location)  # a frozen server accepts the connection, then never answers
-                    connect(self.location, timeout=self.settings.db_connect_timeout, autocommit=True).close()
-                    self._probe_error = None
-                except DatabaseError as err:
-                    self._probe_error = str(err)
-                self._probe_at = time.monotonic()
-            if self._probe_error is not None:
-                raise DatabaseError(self._probe_error)
+        return self._pool.connection()
 
     # -- documents -----------------------------------------------------------------------------
 
@@ -464,71 +229,16 @@ class Store:
     # -- search --------------------------------------------------------------------------------
 
     def vector_search(self, vector: np.ndarray, k: int, filters: Filters | None = None) -> list[Hit]:
-        """Nearest chunks by cosine distance through the HNSW index (iterative scan when filtered)."""
-        where, params = compile_filters(filters or Filters())
-        query = sql.SQL("""
-            WITH nearest AS MATERIALIZED (
-                SELECT {cols}, c.embedding <=> %(v)s AS distance
-                FROM chunks c JOIN documents d ON d.id = c.document_id
-                WHERE {where}
-                ORDER BY c.embedding <=> %(v)s
-                LIMIT %(k)s)
-            SELECT * FROM nearest ORDER BY distance, chunk_id
-        """).format(cols=_HIT_COLUMNS, where=where)
-        args = {"v": np.asarray(vector, dtype=np.float32), "k": k, **params}
-        s = self.settings
-        floor, per_rows = s.hnsw_ef_search, HNSW_ROWS_PER_EF
-        if filters:  # a filter applies to the index's output: the filtered top k lie deeper in its ranking
-            floor, per_rows = max(floor, s.hnsw_filtered_ef_search), HNSW_ROWS_PER_EF // 2
-        with self.connection() as conn, conn.transaction(), conn.cursor(row_factory=dict_row) as cur:
-            _limit_search_time(cur)
-            cur.execute(  # ef_search = max(k, setting, table rows / per_rows), at most pgvector's 1000
-                "SELECT set_config('hnsw.ef_search', least(1000, greatest(%(floor)s,"
-                " (SELECT reltuples FROM pg_class WHERE oid = 'chunks'::regclass) / %(per)s))::int::text, true)",
-                {"floor": max(k, floor), "per": per_rows},
-            )
-            if filters:
-                cur.execute("SET LOCAL hnsw.iterative_scan = relaxed_order")
-            rows = cur.execute(query, args).fetchall()
-        hits = []
-        for i, row in enumerate(rows, 1):
-            hit = _row_to_hit(row)
-            hit.vector_rank, hit.similarity = i, 1.0 - float(row["distance"])
-            hits.append(hit)
-        return hits
+        """Nearest chunks by cosine distance through the HNSW index (`store_search.vector_search`)."""
+        with self.connection() as conn:
+            return store_search.vector_search(conn, self.settings, vector, k, filters)
 
     def text_search(self, text: str, k: int, filters: Filters | None = None,
                     vector: np.ndarray | None = None) -> list[Hit]:
-        """Full-text hits ranked by Okapi BM25 (see assistant/retrieval/fulltext.py).
-
-        Each hit also says which share of the question's IDF mass it matched (`text_matched`):
-        a question in another language than the documents matches little, whatever the rank.
-        With `vector`, each hit also gets its cosine similarity (for relevance decisions).
-        """
-        where, params = compile_filters(filters or Filters())
-        sim = sql.SQL("1 - (c.embedding <=> %(v)s)") if vector is not None else sql.SQL("NULL::float8")
-        with self.connection() as conn, conn.cursor(row_factory=dict_row) as cur:
-            _limit_search_time(cur)  # not autocommit: holds until this transaction ends
-            terms = fulltext.query_terms(cur, text, self.settings.text_search_config)
-            candidates = terms.candidate_words()
-            if not candidates:
-                return []
-            args: dict[str, Any] = {
-                "tsq": fulltext.tsquery_any(candidates), "words": list(terms.words), "idfs": list(terms.idf),
-                "avgdl": max(terms.average_length, 1.0), "cap": fulltext.CANDIDATE_CAP, "k": k, **params}
-            if vector is not None:
-                args["v"] = np.asarray(vector, dtype=np.float32)
-            rows = cur.execute(fulltext.ranked_sql(_HIT_COLUMNS, where, sim), args).fetchall()
-        total = terms.total_idf or 1.0
-        hits = []
-        for i, row in enumerate(rows, 1):
-            hit = _row_to_hit(row)
-            hit.text_rank, hit.text_score = i, float(row["text_score"])
-            hit.text_matched = min(1.0, float(row["matched_idf"]) / total)
-            if row["similarity"] is not None:
-                hit.similarity = float(row["similarity"])
-            hits.append(hit)
-        return hits
+        """Full-text hits ranked by Okapi BM25, with cosine similarities given `vector`
+        (`store_search.text_search`)."""
+        with self.connection() as conn:
+            return store_search.text_search(conn, self.settings, text, k, filters, vector)
 
     def get_meta(self, key: str) -> str | None:
         with self.connection() as conn:
@@ -553,25 +263,3 @@ def relevance_status(raw: str | None, version: int) -> dict[str, Any] | None:
     if shown is not None and found is not None:
         shown["current"] = found.version == version
     return shown
-
-
-def _limit_search_time(cur: psycopg.Cursor) -> None:
-    """Have the server cancel this transaction's statements after SEARCH_TIMEOUT (no search hangs)."""
-    cur.execute(sql.SQL("SET LOCAL statement_timeout = {}").format(sql.Literal(f"{round(SEARCH_TIMEOUT * 1000)}ms")))
-
-
-def _row_to_hit(row: dict[str, Any]) -> Hit:
-    return Hit(
-        chunk_id=int(row["chunk_id"]),
-        document_id=int(row["document_id"]),
-        rank=0,
-        score=0.0,
-        title=row["title"],
-        source=row["source"],
-        text=row["text"],
-        heading_path=list(row["heading_path"] or []),
-        page=row["page"],
-        ordinal=int(row["ordinal"]),
-        url=row["url"],
-        metadata=dict(row["metadata"] or {}),
-    )

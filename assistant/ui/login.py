@@ -22,7 +22,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import chainlit as cl
@@ -120,12 +120,13 @@ async def _json(send: Any, status: int, obj: dict[str, Any], headers: dict[str, 
     await send({"type": "http.response.body", "body": raw})
 
 
-def enable_password_login(settings: Settings, environ: Mapping[str, str] | None = None, *, app: Any = None) -> bool:
+def enable_password_login(settings: Settings, *, app: Any = None) -> bool:
     """Register the password login when ASSISTANT_USERS is set (and its rate limit on `app`,
     Chainlit's server by default); False (an open chat) otherwise."""
     if not settings.users:
         return False
-    check_login_settings(settings.users, settings.allowed_origins, environ)
+    check_login_settings(settings.users, settings.allowed_origins, settings.chainlit_auth_secret,
+                         settings.chainlit_cookie_samesite)
     cl.password_auth_callback(login_callback(PasswordChecker(settings.users)))
     if app is None:
         from chainlit.server import app

@@ -13,8 +13,9 @@ import re
 import string
 from urllib.parse import urlsplit
 
+from assistant.retrieval.markdown_syntax import FENCE_LINE, backtick_fence
+
 _PUNCT = frozenset(string.punctuation)
-_FENCE = re.compile(r"^ {0,3}(`{3,}|~{3,})(.*)$")
 _BACKTICKS = re.compile(r"`+")
 _LANG = re.compile(r"^[A-Za-z0-9_+-]{1,20}$")
 
@@ -59,8 +60,7 @@ def link(label: str, url: str | None) -> str:
 
 
 def _fence_for(lines: list[str]) -> str:
-    longest = max((len(m) for line in lines for m in _BACKTICKS.findall(line)), default=0)
-    return "`" * max(3, longest + 1)
+    return backtick_fence("\n".join(lines))
 
 
 def _code_block(lines: list[str], info: str) -> list[str]:
@@ -124,7 +124,7 @@ def guard_refs_in_code(markdown: str) -> str:
     out: list[str] = []
     fence: str | None = None
     for line in markdown.split("\n"):
-        match = _FENCE.match(line.lstrip("> ").rstrip()) if line.lstrip().startswith(("`", "~", ">")) else None
+        match = FENCE_LINE.match(line.lstrip("> ").rstrip()) if line.lstrip().startswith(("`", "~", ">")) else None
         if fence is None and match:
             fence = match.group(1)
             out.append(line)
@@ -231,7 +231,7 @@ def literal_markdown(text: str) -> str:
     lines = str(text).replace("\r\n", "\n").replace("\r", "\n").split("\n")
     i = 0
     while i < len(lines):
-        match = _FENCE.match(lines[i])
+        match = FENCE_LINE.match(lines[i])
         if not match:
             prose.append(lines[i])
             i += 1
@@ -242,7 +242,7 @@ def literal_markdown(text: str) -> str:
         code: list[str] = []
         i += 1
         while i < len(lines):
-            close = _FENCE.match(lines[i])
+            close = FENCE_LINE.match(lines[i])
             if close and close.group(1)[0] == opener[0] and len(close.group(1)) >= len(opener) \
                     and not close.group(2).strip():
                 i += 1

@@ -22,7 +22,7 @@ import re
 from collections.abc import Callable
 from typing import Any
 
-from assistant.retrieval.html_blocks import HTMLToBlocks
+from assistant.retrieval.loaders.html_blocks import HTMLToBlocks
 from assistant.retrieval.types import Block
 
 # Chrome the extractor's generic rules do not know, by generator (each seen on a real manual).

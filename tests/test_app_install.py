@@ -77,6 +77,7 @@ def test_install_registers_the_handlers_on_the_settings_it_is_given() -> None:
         install_for_tests()  # back to an empty environment's settings for the next tests
 
 
+@pytest.mark.slow  # builds the real embedder once released
 async def test_chat_history_loads_before_the_embedder_is_built(database_url: str, tmp_path: Path,
                                                                monkeypatch: pytest.MonkeyPatch) -> None:
     """The data layer reaches the database through the runtime's pool, which opens on its own; the

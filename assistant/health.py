@@ -23,6 +23,7 @@ from starlette.responses import JSONResponse
 
 from assistant.retrieval.errors import AssistantError
 from assistant.ui.runtime import Runtime
+from assistant.upstream_compat import add_route_first
 
 log = logging.getLogger(__name__)
 
@@ -100,8 +101,4 @@ class HealthChecker:
 
 def install_healthz(app: Any, checker: HealthChecker, path: str = "/healthz") -> None:
     """Add `GET path` to Chainlit's FastAPI app ahead of its `/{full_path:path}` catch-all."""
-    router = app.router
-    if any(getattr(r, "path", None) == path for r in router.routes):
-        router.routes[:] = [r for r in router.routes if getattr(r, "path", None) != path]
-    app.add_api_route(path, checker.endpoint, methods=["GET"], include_in_schema=False)
-    router.routes.insert(0, router.routes.pop())  # the catch-all would otherwise serve the UI here
+    add_route_first(app, path, checker.endpoint)

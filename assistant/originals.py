@@ -268,16 +268,9 @@ Authorize = Callable[[Request], Awaitable[bool]]
 
 async def chainlit_login(request: Request) -> bool:
     """The chat's own rule: with a login configured, a valid session cookie (or bearer token)."""
-    from chainlit.auth import get_current_user, require_login, reuseable_oauth
-    from fastapi import HTTPException
+    from assistant.upstream_compat import request_is_signed_in
 
-    if not require_login():
-        return True
-    try:
-        token = await reuseable_oauth(request)
-        return await get_current_user(token) is not None  # type: ignore[arg-type]
-    except HTTPException:
-        return False
+    return await request_is_signed_in(request)
 
 
 class Originals:
@@ -318,7 +311,6 @@ class Originals:
 
 def install_originals(app: Any, originals: Originals, path: str = ROUTE) -> None:
     """Add `GET path` to Chainlit's FastAPI app ahead of its `/{full_path:path}` catch-all."""
-    router = app.router
-    router.routes[:] = [r for r in router.routes if getattr(r, "path", None) != path]
-    app.add_api_route(path, originals.endpoint, methods=["GET"], include_in_schema=False)
-    router.routes.insert(0, router.routes.pop())
+    from assistant.upstream_compat import add_route_first
+
+    add_route_first(app, path, originals.endpoint)

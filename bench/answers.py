@@ -139,7 +139,7 @@ async def run_corpus(name: str, retriever: Retriever, questions_file: Path) -> A
     from assistant.chat.pipeline import ChatPipeline
 
     settings = dataclasses.replace(retriever.settings, openai_api_key=None)  # extractive mode
-    pipeline = ChatPipeline(retriever, settings)
+    pipeline = ChatPipeline(retriever, settings, titles=retriever.store)
     try:
         return await evaluate_answers(pipeline, load_answer_questions(questions_file), path=str(questions_file))
     finally:

@@ -282,7 +282,8 @@ def app_server(name: str, env: dict[str, str], work: Path) -> Iterator[tuple[sub
     proc = subprocess.Popen(
         [sys.executable, "-m", "chainlit", "run", str(REPO / "assistant" / "app.py"), "--headless",
          "--host", "127.0.0.1", "--port", str(port)],
-        cwd=root, env={**env, "CHAINLIT_APP_ROOT": str(root)}, stdout=log.open("wb"), stderr=subprocess.STDOUT,
+        cwd=root, env={**env, "CHAINLIT_APP_ROOT": str(root), "PYTHONPATH": str(REPO)},  # `assistant` from REPO
+        stdout=log.open("wb"), stderr=subprocess.STDOUT,
     )
     try:
         yield proc, f"http://127.0.0.1:{port}", log

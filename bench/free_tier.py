@@ -237,7 +237,7 @@ def cold_start(app: Path, code: Path, cpus: float, env: dict[str, str], work: Pa
     result = Start()
     try:
         t0 = time.perf_counter()
-        with server(cmd, quota, root, env, log) as proc:
+        with server(cmd, quota, root, {**env, "PYTHONPATH": str(code)}, log) as proc:  # `assistant` from `code`
             peak = {"rss": 0}
             stop = threading.Event()
 
@@ -335,7 +335,9 @@ def build_like_render(code: Path) -> bool:
 def prepare_database(url: str, code: Path, env: dict[str, str]) -> None:
     """Index the sample corpus and create the chat tables, outside the quota, with the code under test."""
     script = ("from assistant.retrieval import open_retriever\n"
-              "from assistant.datalayer import ensure_chat_schema\n"
+              "try:\n    from assistant.ui.datalayer import ensure_chat_schema\n"
+              "except ImportError:  # a checkout from before the data layer moved under ui/\n"
+              "    from assistant.datalayer import ensure_chat_schema\n"
               "r = open_retriever(announce=False)\n"
               "ensure_chat_schema(r.store)\n"
               "print(r.store.document_count(), 'documents ready')\n"

@@ -62,7 +62,7 @@ def corpus_texts(limit: int = 60) -> dict[str, list[str]]:
 
 
 def token_ratios(base_url: str) -> list[list[object]]:
-    from assistant.chat.tokens import get_counter
+    from assistant.chat.llm_tokens import get_counter
 
     counter = get_counter("smollm2")
     root = base_url[: -len("/v1")]

@@ -31,16 +31,16 @@ from chainlit.types import Feedback, Pagination, ThreadFilter
 from chainlit.user import PersistedUser
 from starlette.testclient import TestClient
 
-import assistant.app  # noqa: F401  (installs the app's routes, CORS and the user scope on Chainlit's server)
 from assistant import auth
 from assistant.__main__ import main as cli_main
 from assistant.auth import PasswordChecker, hash_password, parse_users, verify_password
 from assistant.config import Settings
-from assistant.datalayer import AccessDenied, ChatDataLayer, acting_as
 from assistant.retrieval.errors import ConfigError
 from assistant.retrieval.store import Store
+from assistant.ui.datalayer import AccessDenied, ChatDataLayer, acting_as
 from assistant.ui.login import enable_password_login, login_callback
 from tests.conftest import make_settings
+from tests.fakes.installed_app import install_for_tests
 from tests.test_datalayer import SOURCES, rows, step
 
 ALICE_PASSWORD = "alice-Pw-" + uuid.uuid4().hex
@@ -48,6 +48,12 @@ BOB_PASSWORD = "bob-Pw-" + uuid.uuid4().hex
 ALICE_HASH = hash_password(ALICE_PASSWORD)
 BOB_HASH = hash_password(BOB_PASSWORD)
 USERS = f"alice:{ALICE_HASH},bob:{BOB_HASH}"
+
+
+@pytest.fixture(scope="module", autouse=True)
+def installed() -> None:
+    """The app's routes, CORS and user scope on Chainlit's server, as `chainlit run` installs them."""
+    install_for_tests()
 
 
 # -- passwords -----------------------------------------------------------------------------------

@@ -57,7 +57,7 @@ def test_bad_lines_name_the_line(tmp_path: Path, text: str, message: str) -> Non
 async def test_the_follow_up_set_keeps_the_topic(sample_database: str, tmp_path: Path) -> None:
     settings = make_settings(database_url=sample_database, data_dir=tmp_path)
     retriever = Retriever(Store.open(settings, announce=False), make_embedder(settings), settings)
-    pipeline = ChatPipeline(retriever, settings)
+    pipeline = ChatPipeline(retriever, settings, titles=retriever.store)
     try:
         report = await evaluate_answers(pipeline, load_answer_questions(FOLLOW_UPS)[:3], path=str(FOLLOW_UPS))
     finally:

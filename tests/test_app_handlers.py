@@ -13,6 +13,7 @@ import asyncio
 import contextlib
 import re
 import socket
+import sys
 import threading
 import uuid
 from collections.abc import Callable, Iterator
@@ -29,7 +30,7 @@ from chainlit.context import ChainlitContext, context_var
 from chainlit.session import WebsocketSession
 from psycopg import conninfo
 
-import assistant.app as app
+from assistant.app import ChatApp
 from assistant.chat.pipeline import ChatPipeline
 from assistant.config import Settings
 from assistant.retrieval import open_retriever
@@ -42,20 +43,24 @@ from tests.conftest import make_settings
 QUESTION = "How do I deploy on Render?"
 
 
+def refuse_default(settings: Settings) -> Retriever:
+    raise DatabaseError("tests must not open the default database")
+
+
+# The handlers under test: `use_runtime` (and the autouse fixture) swap in a ChatApp over the test's runtime.
+app = ChatApp(Runtime(make_settings(), opener=refuse_default))
+
+
 # -- fixtures and helpers ------------------------------------------------------------------------
 
 
 @pytest.fixture(autouse=True)
 def no_chainlit_data_layer(monkeypatch: pytest.MonkeyPatch) -> None:
     """Handler tests check the UI; the data layer has its own tests (tests/test_datalayer.py).
-    And no test may open the default embedded database through the app's import-time runtime."""
+    And no test may open the default embedded database through a runtime it did not set up."""
     monkeypatch.setattr(cl_data, "_data_layer", None)
     monkeypatch.setattr(cl_data, "_data_layer_initialized", True)
-
-    def refuse(settings: Settings) -> Retriever:
-        raise DatabaseError("tests must not open the default database")
-
-    monkeypatch.setattr(app, "runtime", Runtime(app.settings, opener=refuse))
+    monkeypatch.setattr(sys.modules[__name__], "app", ChatApp(Runtime(make_settings(), opener=refuse_default)))
 
 
 @pytest.fixture(scope="module")
@@ -78,7 +83,7 @@ def runtime_for(retriever: Retriever, settings: Settings, **kw: Any) -> Runtime:
 @pytest.fixture
 def use_runtime(monkeypatch: pytest.MonkeyPatch) -> Callable[[Runtime], Runtime]:
     def use(rt: Runtime) -> Runtime:
-        monkeypatch.setattr(app, "runtime", rt)
+        monkeypatch.setattr(sys.modules[__name__], "app", ChatApp(rt))
         return rt
 
     return use
@@ -194,7 +199,7 @@ async def test_follow_up_gets_history_and_the_widget_gets_compact_links(
     spy: list[SpyPipeline] = []
 
     def factory(r: Retriever, s: Settings) -> SpyPipeline:
-        spy.append(SpyPipeline(ChatPipeline(r, s)))
+        spy.append(SpyPipeline(ChatPipeline(r, s, titles=r.store)))
         return spy[-1]
 
     use_runtime(runtime_for(retriever, sample_settings, pipeline_factory=factory))  # type: ignore[arg-type]

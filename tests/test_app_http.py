@@ -1,7 +1,7 @@
 """HTTP side of the app: /healthz (ahead of Chainlit's catch-all) and CORS from ALLOWED_ORIGINS.
 
 Requests go through Starlette's TestClient to Chainlit's real FastAPI app with our routes and
-middleware installed by importing assistant/app.py (no lifespan: Chainlit's shutdown hook would
+middleware installed by `assistant.app.install()` (no lifespan: Chainlit's shutdown hook would
 end the test process).
 """
 
@@ -18,7 +18,7 @@ from chainlit.server import sio
 from fastapi import FastAPI
 from starlette.testclient import TestClient
 
-import assistant.app as app
+from assistant.app import ChatApp
 from assistant.config import Settings
 from assistant.health import HealthChecker, install_healthz
 from assistant.retrieval import open_retriever
@@ -27,16 +27,13 @@ from assistant.retrieval.search import Retriever
 from assistant.ui.cors import apply_allowed_origins, origin_checker
 from assistant.ui.runtime import Runtime
 from tests.conftest import make_settings
+from tests.fakes.installed_app import install_for_tests
 
 
 @pytest.fixture(autouse=True)
-def no_default_database(monkeypatch: pytest.MonkeyPatch) -> None:
-    """The app's import-time runtime would open the default embedded database: never in tests."""
-
-    def refuse(settings: Settings) -> Retriever:
-        raise DatabaseError("tests must not open the default database")
-
-    monkeypatch.setattr(app, "runtime", Runtime(app.settings, opener=refuse))
+def installed() -> ChatApp:
+    """The app wired onto Chainlit's server with an empty environment's settings (no database)."""
+    return install_for_tests()
 
 
 @pytest.fixture(scope="module")
@@ -58,12 +55,12 @@ def wait_ready(runtime: Runtime) -> None:
     assert runtime.ready
 
 
-def test_healthz_is_served_by_the_chainlit_app_before_its_catch_all(retriever: Retriever,
-                                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+def test_healthz_is_served_by_the_chainlit_app_before_its_catch_all(retriever: Retriever) -> None:
+    runtime = Runtime(retriever.settings, opener=lambda s: retriever)
+    install_for_tests(retriever.settings, runtime)
     paths = [getattr(r, "path", None) for r in server_app.router.routes]
     assert paths[0] == "/healthz"  # first: Chainlit's GET /{full_path:path} would answer with the UI
-    runtime = Runtime(retriever.settings, opener=lambda s: retriever)
-    monkeypatch.setattr(app, "runtime", runtime)
+    assert paths.count("/healthz") == 1  # installing twice replaced the route, not stacked a second one
     wait_ready(runtime)
     response = TestClient(server_app).get("/healthz")
     assert response.status_code == 200, response.text
@@ -188,7 +185,7 @@ def test_origin_checker_allows_same_origin_behind_a_proxy() -> None:
     assert check(None, {})
 
 
-def test_app_module_applies_allowed_origins_at_import() -> None:
-    assert cl_config.project.allow_origins == list(app.settings.allowed_origins)
+def test_install_applies_allowed_origins(installed: ChatApp) -> None:
+    assert cl_config.project.allow_origins == list(installed.runtime.settings.allowed_origins)
     assert cl_config.ui.name == "Doc Assistant"
     assert cl_config.project.session_timeout <= 600

@@ -18,6 +18,7 @@ from typing import Any
 import psycopg
 import pytest
 
+from assistant.upstream_compat import DOM_HOOKS as HOOKS
 from tests.fakes import browser as chromium
 from tests.fakes.app_server import AppServer, extractive_and_llm_servers
 from tests.fakes.browser import (
@@ -70,16 +71,18 @@ def test_full_page_chat_retrieval_only(page: Any, servers: dict[str, AppServer],
     wait_answer_done(page)
     answer = page.locator(ANSWER).last
     assert "Retrieval-only answer" in answer.inner_text()
-    assert page.locator("#side-view-title").count() == 0  # sources open on a click, not by themselves
+    # Chainlit's DOM as public/doc-assistant.js knows it (upstream_compat.DOM_HOOKS): the panel stays
+    # closed until a citation is clicked, then shows that source.
+    assert page.locator(HOOKS["side_panel_title"]).count() == 0  # sources open on a click, not by themselves
     step = page.get_by_text("Used document search")
     assert "passages" in step.inner_text()
 
-    link = answer.locator("a.element-link", has_text="[1]").first
+    link = answer.locator(HOOKS["citation_link"], has_text="[1]").first
     link.click()
-    panel = page.locator("#side-view-content")
+    panel = page.locator(HOOKS["side_panel_content"])
     panel.wait_for()
     assert "Passage 1" in panel.inner_text() and "Source:" in panel.inner_text()
-    assert page.locator("#side-view-title").inner_text().strip() == "[1]"
+    assert page.locator(HOOKS["side_panel_title"]).inner_text().strip() == "[1]"
     step.click()  # expand the search step
     page.get_by_text("Searched for:").wait_for()
     page.wait_for_timeout(400)

@@ -6,8 +6,8 @@ import pytest
 
 from assistant.chat.condense import condense_question, looks_like_follow_up, rule_based_rewrite, same_question
 from assistant.chat.llm import LLMClient, LLMError
+from assistant.chat.llm_tokens import get_counter
 from assistant.chat.prompts import load_prompts
-from assistant.chat.tokens import get_counter
 from tests.fakes.llm_server import FakeLLMServer
 from tests.fakes.llm_server import llm_server as llm_server_fixture
 

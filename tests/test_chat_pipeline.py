@@ -36,6 +36,12 @@ def make_hits(n: int = 5, similarity: float | None = 0.9) -> list[Hit]:
     ]
 
 
+def with_titles(retriever: Any, settings: Settings) -> ChatPipeline:
+    """The pipeline as the app builds it: "no answer" suggestions from the store's titles (a real
+    retriever), or from the hits alone (a FakeRetriever has no store)."""
+    return ChatPipeline(retriever, settings, titles=getattr(retriever, "store", None))
+
+
 class FakeRetriever:
     """Returns fixed hits and records the queries it was asked."""
 
@@ -92,7 +98,7 @@ def no_llm() -> Settings:
 @pytest.mark.asyncio
 async def test_without_llm_answers_extractively(no_llm: Settings) -> None:
     retriever = FakeRetriever()
-    _, answer = await collect(ChatPipeline(retriever, no_llm), "How much RAM does the free Render service get?")
+    _, answer = await collect(with_titles(retriever, no_llm), "How much RAM does the free Render service get?")
     assert answer.kind == "extractive"
     assert answer.text.startswith(LABEL_NO_LLM)
     assert "**Deploy to Render** [1]\n\nRender\\'s free web service gets 512 MB of RAM\\." in answer.text
@@ -105,7 +111,7 @@ async def test_without_llm_answers_extractively(no_llm: Settings) -> None:
 @pytest.mark.asyncio
 async def test_k_mode_and_filters_are_passed_through(no_llm: Settings) -> None:
     retriever = FakeRetriever()
-    await collect(ChatPipeline(retriever, no_llm), "install the package", k=2, mode="text", filters={"type": "md"})
+    await collect(with_titles(retriever, no_llm), "install the package", k=2, mode="text", filters={"type": "md"})
     assert retriever.calls[0] == {"query": "install the package", "k": 2, "mode": "text", "filters": {"type": "md"}}
 
 
@@ -114,7 +120,7 @@ async def test_follow_up_without_llm_is_rewritten_by_rule(no_llm: Settings) -> N
     retriever = FakeRetriever()
     history = [{"role": "user", "content": "How do I deploy to Render?"},
                {"role": "assistant", "content": "With the blueprint [1]."}]
-    events, answer = await collect(ChatPipeline(retriever, no_llm), "and how much memory does it get?", history)
+    events, answer = await collect(with_titles(retriever, no_llm), "and how much memory does it get?", history)
     rewritten = events[0]
     assert isinstance(rewritten, QueryRewritten)
     assert rewritten.original == "and how much memory does it get?"
@@ -178,7 +184,7 @@ async def test_emoji_only_question_is_refused(no_llm: Settings) -> None:
 async def test_very_long_message_is_cut_with_a_notice(no_llm: Settings) -> None:
     retriever = FakeRetriever()
     message = ("How much memory does Render give? " * 1500)[:50_000]
-    _, answer = await collect(ChatPipeline(retriever, no_llm), message)
+    _, answer = await collect(with_titles(retriever, no_llm), message)
     assert 1500 < len(retriever.calls[0]["query"]) <= 2000
     assert any("50,000 characters" in n and "only its first" in n for n in answer.notices)
 
@@ -356,7 +362,7 @@ async def test_follow_up_is_condensed_by_the_llm(llm_server: FakeLLMServer) -> N
     llm_server.script(("condense", "How much memory does a Render free web service get?"),
                       ("answer", "512 MB [1]."))
     retriever = FakeRetriever()
-    pipeline = ChatPipeline(retriever, llm_server.settings())
+    pipeline = with_titles(retriever, llm_server.settings())
     history = [{"role": "user", "content": "How do I deploy to Render?"},
                {"role": "assistant", "content": "Use the blueprint [2]."}]
     events, answer = await collect(pipeline, "and how much memory does it get?", history)
@@ -433,5 +439,5 @@ async def test_injected_source_text_stays_fenced_in_the_request(llm_server: Fake
 async def test_current_question_repeated_in_history_is_ignored(no_llm: Settings) -> None:
     retriever = FakeRetriever()
     history = [{"role": "user", "content": "How much RAM does Render give?"}]
-    events, _ = await collect(ChatPipeline(retriever, no_llm), "How much RAM does Render give?", history)
+    events, _ = await collect(with_titles(retriever, no_llm), "How much RAM does Render give?", history)
     assert not any(isinstance(e, QueryRewritten) for e in events)

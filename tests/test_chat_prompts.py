@@ -9,7 +9,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from assistant.chat import tokens
+from assistant.chat import llm_tokens as tokens
+from assistant.chat.llm_tokens import TokenCounter, get_counter
 from assistant.chat.prompts import (
     PROMPTS_DIR,
     assemble_answer_prompt,
@@ -19,7 +20,6 @@ from assistant.chat.prompts import (
     neutralise,
     render,
 )
-from assistant.chat.tokens import TokenCounter, get_counter
 from assistant.retrieval.errors import ConfigError
 from assistant.retrieval.types import Hit
 

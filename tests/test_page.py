@@ -12,8 +12,8 @@ from chainlit.config import config as cl_config
 from chainlit.server import app as server_app
 from starlette.testclient import TestClient
 
-import assistant.app  # noqa: F401  (installs the middleware on Chainlit's server)
 from assistant.ui.page import offline_html
+from tests.fakes.installed_app import install_for_tests
 
 UPSTREAM_HEAD = """<title>Doc Assistant</title>
     <meta property="og:image" content="https://chainlit-cloud.s3.eu-west-3.amazonaws.com/logo/chainlit_banner.png">
@@ -24,6 +24,13 @@ UPSTREAM_HEAD = """<title>Doc Assistant</title>
       rel="stylesheet"
       href="https://cdn.jsdelivr.net/npm/katex@0.16.22/dist/katex.min.css"
     />"""
+
+
+
+@pytest.fixture(scope="module", autouse=True)
+def installed() -> None:
+    """The app's middleware on Chainlit's server, as `chainlit run assistant/app.py` installs it."""
+    install_for_tests()
 
 
 def og(page: str) -> dict[str, str]:

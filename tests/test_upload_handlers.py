@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import sys
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -23,7 +24,7 @@ from chainlit.config import FILES_DIRECTORY
 from chainlit.context import ChainlitContext, context_var
 from chainlit.session import WebsocketSession
 
-import assistant.app as app
+from assistant.app import ChatApp
 from assistant.config import Settings
 from assistant.retrieval import open_retriever
 from assistant.retrieval.search import Retriever
@@ -32,6 +33,7 @@ from assistant.ui.runtime import Runtime
 from tests.test_app_handlers import (  # noqa: F401  (no_chainlit_data_layer: an autouse fixture)
     PgProxy,
     answers,
+    app,
     emitted,
     errors,
     messages,
@@ -53,9 +55,9 @@ def retriever(settings: Settings) -> Iterator[Retriever]:
 
 @pytest.fixture
 def use_runtime(monkeypatch: pytest.MonkeyPatch) -> Any:
-    """Make `rt` the app's runtime for this test."""
+    """Make the handlers under test (`app`) run on `rt`."""
     def use(rt: Runtime) -> Runtime:
-        monkeypatch.setattr(app, "runtime", rt)
+        monkeypatch.setattr(sys.modules[__name__], "app", ChatApp(rt))
         return rt
 
     return use

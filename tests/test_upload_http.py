@@ -11,7 +11,6 @@ import dataclasses
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 from unittest.mock import AsyncMock
 
 import chainlit as cl
@@ -171,8 +170,9 @@ def test_the_database_down_is_a_503_page(settings: Settings) -> None:
 def test_the_routes_are_installed_ahead_of_chainlits_own() -> None:
     from chainlit.server import app as server_app
 
-    import assistant.app  # noqa: F401  (installs the routes on Chainlit's app)
+    from tests.fakes.installed_app import install_for_tests
 
+    install_for_tests()
     paths = [getattr(r, "path", None) for r in server_app.router.routes]
     assert paths[0] == "/healthz"
     for path in ("/documents/{doc_id}", "/project/file", "/project/settings"):
@@ -276,9 +276,9 @@ def test_the_upload_route_refuses_before_keeping_anything(restore_upload_config:
 @pytest.mark.slow
 def test_project_settings_hide_the_upload_button_from_non_admins(restore_upload_config: None, tmp_path: Path,
                                                                  monkeypatch: pytest.MonkeyPatch) -> None:
-    import assistant.app as app
+    from tests.fakes.installed_app import install_for_tests
 
-    monkeypatch.setattr(app, "runtime", Runtime(app.settings, opener=_refuse))
+    install_for_tests()
     settings = Settings(sample_docs=False, data_dir=tmp_path, users=(("alice", "h"), ("bob", "h")), admins=("alice",))
     seen = {}
     for user in ("alice", "bob"):
@@ -287,12 +287,6 @@ def test_project_settings_hide_the_upload_button_from_non_admins(restore_upload_
     assert seen["alice"]["enabled"] is True and seen["alice"]["max_size_mb"] == 10
     assert seen["bob"]["enabled"] is False
     assert seen["alice"]["accept"]["application/pdf"] == [".pdf"]
-
-
-def _refuse(settings: Any) -> Retriever:
-    from assistant.retrieval.errors import DatabaseError
-
-    raise DatabaseError("tests must not open the default database")
 
 
 # -- with Chainlit's real password login -----------------------------------------------------------
@@ -305,13 +299,14 @@ def test_with_a_login_originals_need_it_and_only_admins_upload(
         restore_upload_config: None, sessions: list) -> None:
     from chainlit.server import app as server_app
 
-    import assistant.app as app
     from assistant.auth import parse_users
     from assistant.ui.upload_routes import apply_upload_settings
+    from tests.fakes.installed_app import install_for_tests
     from tests.test_access import ALICE_PASSWORD, BOB_PASSWORD, USERS, logged_in
 
-    monkeypatch.setattr(app, "runtime", Runtime(retriever.store.settings, opener=lambda s: retriever))
-    apply_upload_settings(dataclasses.replace(app.settings, users=parse_users(USERS), admins=("alice",)))
+    settings = retriever.store.settings
+    install_for_tests(settings, Runtime(settings, opener=lambda s: retriever))
+    apply_upload_settings(dataclasses.replace(settings, users=parse_users(USERS), admins=("alice",)))
     try:
         doc = ingest(retriever, tmp_path / "docs", "guide.md", GUIDE)
         anonymous = TestClient(server_app)
@@ -330,4 +325,4 @@ def test_with_a_login_originals_need_it_and_only_admins_upload(
         assert response.status_code == 403 and response.json()["detail"] == uploads.NOT_ALLOWED
         assert session.files == {}
     finally:
-        apply_upload_settings(app.settings)
+        apply_upload_settings(settings)

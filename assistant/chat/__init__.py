@@ -8,9 +8,9 @@ from assistant.chat.citations import CitationResult, StreamingCitationFilter, al
 from assistant.chat.events import Answer, Event, QueryRewritten, Retrieved, Token
 from assistant.chat.extractive import extractive_answer
 from assistant.chat.llm import Delta, LLMClient, LLMError
+from assistant.chat.llm_tokens import TokenCounter, get_counter
 from assistant.chat.pipeline import ChatPipeline, is_relevant, validate_question
 from assistant.chat.prompts import PROMPTS_DIR, AssembledPrompt, assemble_answer_prompt, load_prompts
-from assistant.chat.tokens import TokenCounter, get_counter
 
 __all__ = [
     "PROMPTS_DIR",

@@ -19,8 +19,8 @@ from dataclasses import dataclass
 
 from assistant.chat.extractive import key_terms, stem, terms
 from assistant.chat.llm import LLMClient
+from assistant.chat.llm_tokens import TokenCounter
 from assistant.chat.prompts import PromptSet, clean_history, condense_messages
-from assistant.chat.tokens import TokenCounter
 
 OPENERS = (
     "and", "but", "also", "so", "then", "or", "plus", "what about", "how about", "what if", "same for",

@@ -19,23 +19,18 @@ from contextlib import aclosing
 from pathlib import Path
 from typing import Any, Protocol
 
+from assistant.chat.budget import PromptBudget
 from assistant.chat.citations import StreamingCitationFilter, also_retrieved
 from assistant.chat.condense import condense, previous_user_questions, rule_based_rewrite
 from assistant.chat.events import Answer, QueryRewritten, Retrieved, Token
 from assistant.chat.extractive import extractive_answer
 from assistant.chat.llm import LLMClient, LLMError
-from assistant.chat.prompts import (
-    AssembledPrompt,
-    assemble_answer_prompt,
-    clean_history,
-    load_prompts,
-    prompt_limit,
-)
-from assistant.chat.tokens import CALIBRATED_MARGIN, MESSAGE_OVERHEAD, REPLY_PRIMING, TokenCounter, get_counter
+from assistant.chat.llm_tokens import TokenCounter
+from assistant.chat.prompts import AssembledPrompt, clean_history, load_prompts
 from assistant.config import Settings
 from assistant.retrieval.errors import ConfigError, QueryError
 from assistant.retrieval.sanitize import storable
-from assistant.retrieval.types import Hit, SearchResult
+from assistant.retrieval.types import SearchResult
 
 log = logging.getLogger(__name__)
 
@@ -45,9 +40,15 @@ _CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
 
 
 class SearchesAsync(Protocol):
-    """The retriever contract the pipeline needs."""
+    """The retriever contract the pipeline needs: search, nothing else."""
 
     async def asearch(self, query: str, *, k: int, mode: str, filters: dict | None) -> SearchResult: ...
+
+
+class ListsTitles(Protocol):
+    """Where "no answer" suggestions of words come from: the indexed documents' titles (a Store)."""
+
+    def titles(self, limit: int = 50) -> list[dict[str, Any]]: ...
 
 
 def validate_question(question: Any, notices: list[str]) -> str:
@@ -110,32 +111,25 @@ class ChatPipeline:
         llm: LLMClient | None = None,
         *,
         prompts_dir: str | Path | None = None,
+        titles: ListsTitles | None = None,
     ) -> None:
         self.retriever = retriever
         self.settings = settings
         self._own_llm = llm is None and settings.llm_enabled
         self.llm = llm if llm is not None else (LLMClient(settings) if settings.llm_enabled else None)
         self.prompts = load_prompts(prompts_dir)  # fail at start-up, not at the first question
-        self._counter: TokenCounter | None = None
-        self._token_scale: float | None = None  # measured with the server's tokenizer on real prompts
-        self._server_context: int | None = None  # the server's context window, when an overflow told us
-        if self.llm is not None:
-            self._counter = get_counter(settings.llm_model)  # load the encoding before the first question
+        self.titles = titles
+        self.budget = PromptBudget(settings, self.llm, self.prompts)
 
     @property
     def counter(self) -> TokenCounter:
-        """The token counter for the configured model, calibrated to the server's tokenizer when known."""
-        if self._counter is None:
-            self._counter = get_counter(self.settings.llm_model)
-        server = self.llm.server if self.llm is not None else None
-        scale = self._token_scale or (server.token_scale if server is not None else None)
-        return self._counter.scaled(scale) if scale else self._counter
+        """The LLM token counter, calibrated to the server's tokenizer when known (`PromptBudget`)."""
+        return self.budget.counter
 
     @property
     def context_tokens(self) -> int:
-        """The context window to budget for: LLM_CONTEXT_TOKENS, or less if the server said so."""
-        configured = self.settings.llm_context_tokens
-        return min(configured, self._server_context) if self._server_context else configured
+        """The context window to budget for (`PromptBudget`)."""
+        return self.budget.context_tokens
 
     def check_llm(self) -> None:
         """Check the LLM endpoint once (blocking; run at start-up, off the event loop). Logs only."""
@@ -268,91 +262,15 @@ class ChatPipeline:
         )
 
     async def _titles(self, result: SearchResult, limit: int = 4) -> list[str]:
-        """Document titles to suggest words from: the weak hits', then the store's (if it has them)."""
+        """Document titles to suggest words from: the weak hits', then the indexed documents' (`titles`)."""
         found = list(dict.fromkeys(h.title for h in result.hits if h.title))
-        store = getattr(self.retriever, "store", None)
-        if len(found) < limit and callable(getattr(store, "titles", None)):
+        if len(found) < limit and self.titles is not None:
             try:
-                rows = await asyncio.wait_for(asyncio.to_thread(store.titles, 20), timeout=2.0)
+                rows = await asyncio.wait_for(asyncio.to_thread(self.titles.titles, 20), timeout=2.0)
                 found += [r["title"] for r in rows if r.get("title") and r["title"] not in found]
             except Exception as exc:  # suggestions are optional; never fail the answer for them
                 log.debug("could not list document titles: %s", exc)
         return [f'"{t}"' for t in found[:limit]]
-
-    def _assemble(self, question: str, query: str, turns: list[dict[str, str]], hits: list[Hit],
-                  compact: bool, counter: TokenCounter) -> AssembledPrompt:
-        def build(q: str) -> AssembledPrompt:
-            return assemble_answer_prompt(
-                q,
-                hits,
-                turns,
-                prompts=self.prompts,
-                counter=counter,
-                context_tokens=self.context_tokens,
-                max_answer_tokens=self.settings.llm_max_answer_tokens,
-                compact=compact,
-            )
-
-        prompt = build(question)
-        if query != question and turns and prompt.history_dropped >= len(turns):
-            prompt = build(query)  # the conversation did not fit: the standalone question carries it
-        return prompt
-
-    async def _fit_prompt(self, question: str, query: str, turns: list[dict[str, str]], hits: list[Hit],
-                          compact: bool) -> AssembledPrompt:
-        """The answer prompt within the budget, checked with the server's own tokenizer when it has one.
-
-        The local count is an estimate for most open models; one call to the server's tokenizer
-        per question measures the real size. If it is over, the prompt is rebuilt with the local
-        count scaled to match (and the scale is kept for the next questions).
-        """
-        assert self.llm is not None
-        prompt = self._assemble(question, query, turns, hits, compact, self.counter)
-        text = "\n".join(m["content"] for m in prompt.messages)
-        exact = await self.llm.count_tokens(text)
-        if not exact:
-            return prompt
-        base = self._counter or get_counter(self.settings.llm_model)
-        scale = exact / max(1, base.raw_count(text))
-        self._token_scale = scale
-        total = exact + MESSAGE_OVERHEAD * len(prompt.messages) + REPLY_PRIMING
-        limit = prompt_limit(self.context_tokens, prompt.max_answer_tokens, CALIBRATED_MARGIN)
-        if total > limit:
-            log.info("prompt is %d tokens by the server's tokenizer (budget %d); rebuilding it", total, limit)
-            prompt = self._assemble(question, query, turns, hits, compact, base.scaled(scale * 1.02))
-        return prompt
-
-    def _learn_context(self, error: LLMError, prompt: AssembledPrompt) -> bool:
-        """After an overflow: budget for what the server really holds. True when a retry may fit.
-
-        The server's error usually says its window and the prompt's size in its own tokens: the
-        window replaces LLM_CONTEXT_TOKENS when smaller, and the size calibrates our count.
-        """
-        learned = False
-        limit = error.context_limit
-        if limit and limit < self.context_tokens:
-            log.warning("the LLM server's context window is %d tokens, below LLM_CONTEXT_TOKENS=%d: set "
-                        "LLM_CONTEXT_TOKENS=%d (prompts are cut to fit until then)", limit,
-                        self.settings.llm_context_tokens, limit)
-            self._server_context = limit
-            learned = True
-        base = self._counter or get_counter(self.settings.llm_model)
-        local = base.raw_count("\n".join(m["content"] for m in prompt.messages))
-        current = self.counter.scale if self.counter.calibrated else 1.0
-        if error.prompt_tokens and local:
-            scale = error.prompt_tokens / local * 1.02
-            if scale > current:
-                log.warning("the LLM server counts %.2fx the tokens of the local count (%s); prompts are "
-                            "budgeted with its ratio from now on", scale, base.name)
-                self._token_scale = scale
-                learned = True
-        elif not learned and current < 1.3:  # no figures given: count more generously
-            log.warning("the LLM server rejected a prompt as too long for its context (%s); counting tokens "
-                        "15%% higher from now on. Check LLM_CONTEXT_TOKENS=%d against the server's context size.",
-                        error.detail, self.settings.llm_context_tokens)
-            self._token_scale = current * 1.15
-            learned = True
-        return learned
 
     async def _generate(
         self,
@@ -370,7 +288,7 @@ class ChatPipeline:
         """
         assert self.llm is not None
         hits = result.hits
-        prompt = await self._fit_prompt(question, query, turns, hits, compact)
+        prompt = await self.budget.fit(question, query, turns, hits, compact)
 
         filt = StreamingCitationFilter(len(prompt.sources))
         parts: list[str] = []
@@ -416,10 +334,11 @@ class ChatPipeline:
                 if err.kind == "empty" and err.events == 0 and not parts:  # llama.cpp's overflow looks so
                     error = await self._diagnose_empty(prompt, err)
                 log.warning("LLM answer failed: %s", error.detail)
-            if parts or error is None or error.kind != "context" or attempt or not self._learn_context(error, prompt):
+            retry = not parts and error is not None and error.kind == "context" and not attempt
+            if not retry or not self.budget.learn_from_overflow(error, prompt):
                 break
             try:
-                prompt = self._assemble(question, query, turns, hits, compact, self.counter)
+                prompt = self.budget.assemble(question, query, turns, hits, compact, self.counter)
             except ConfigError as exc:  # the server's window is too small for any prompt of ours
                 log.warning("no prompt fits the LLM server's context: %s", exc)
                 break

@@ -23,7 +23,7 @@ from functools import lru_cache
 from pathlib import Path
 
 from assistant.chat.citations import strip_citations
-from assistant.chat.tokens import MESSAGE_OVERHEAD, TokenCounter
+from assistant.chat.llm_tokens import MESSAGE_OVERHEAD, TokenCounter
 from assistant.retrieval.errors import ConfigError
 from assistant.retrieval.types import Hit
 

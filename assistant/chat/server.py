@@ -132,7 +132,7 @@ def _find_tokenizer(client: httpx.Client, settings: Settings, info: ServerInfo, 
     if not settings.openai_base_url or info.reachable is False:
         return  # OpenAI itself has no tokenizer route (tiktoken knows its models)
     root = server_root(settings.openai_base_url)
-    from assistant.chat.tokens import get_counter
+    from assistant.chat.llm_tokens import get_counter
 
     local = get_counter(settings.llm_model)
     for candidate in (Tokenizer(root + "/extras/tokenize/count", "count"), Tokenizer(root + "/tokenize", "tokenize")):

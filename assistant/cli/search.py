@@ -70,7 +70,7 @@ def cmd_eval_answers(settings: Settings, args: argparse.Namespace) -> int:
     retriever = open_retriever(settings, announce=not args.json)
 
     async def run() -> AnswerReport:
-        pipeline = ChatPipeline(retriever, settings)
+        pipeline = ChatPipeline(retriever, settings, titles=retriever.store)
         try:
             return await evaluate_answers(pipeline, questions, path=args.questions)
         finally:

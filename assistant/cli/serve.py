@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import signal
 import subprocess
 import sys
@@ -32,8 +33,12 @@ def cmd_serve(settings: Settings, args: argparse.Namespace) -> int:
     # A child process, not exec: this one keeps the embedded server's handle until the chat exits.
     # Chainlit reads .chainlit/ and chainlit.md from the working directory: the repository root.
     # The chat reads its settings (and Chainlit its CHAINLIT_* variables) from its environment: it gets
-    # this one with this directory's .env layered under it, which is never written into os.environ.
-    child = subprocess.Popen(cmd, cwd=APP_PATH.parent.parent, env=environment())
+    # this one with this directory's .env layered under it, which is never written into os.environ;
+    # with PYTHONPATH led by this package's folder, it imports the same `assistant` as this process.
+    env = environment()
+    package_root = str(APP_PATH.parent.parent)
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (package_root, env.get("PYTHONPATH")) if p)
+    child = subprocess.Popen(cmd, cwd=package_root, env=env)
     signal.signal(signal.SIGTERM, lambda *_: child.terminate())  # a stopped `serve` stops the chat too
     try:
         return child.wait()

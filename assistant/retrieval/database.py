@@ -15,9 +15,10 @@ import sys
 import threading
 import time
 import warnings
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, ClassVar, TypeVar
+from typing import TYPE_CHECKING, Any, ClassVar, Protocol, TypeVar
 from urllib.parse import unquote
 
 import psycopg
@@ -43,6 +44,14 @@ PROBE_REUSE = 1.0  # seconds a probe's verdict is shared by the other waiting co
 STATEMENT_GRACE = 5.0
 
 _embedded: dict[Path, object] = {}  # data dir -> pgserver.PostgresServer (one per process)
+
+
+class Connections(Protocol):
+    """A pool that lends connections: `with db.connection() as conn:` commits on success, rolls back
+    on error, and turns an unreachable server into a one-line DatabaseError (the Store's pool is one).
+    What the chat's data layer needs, and all it may use, of the database."""
+
+    def connection(self) -> AbstractContextManager[psycopg.Connection]: ...
 
 
 @dataclass(frozen=True)

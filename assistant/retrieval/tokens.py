@@ -60,7 +60,7 @@ def count_tokens(text: str, *, query: bool = False) -> int:
     """Tokens the e5 embedding model reads for `text`, including [CLS]/[SEP] and the e5 prefix.
 
     For chunk budgets and query truncation only; LLM prompt budgets count with the LLM's own
-    tokenizer (assistant/chat/tokens.py).
+    tokenizer (assistant/chat/llm_tokens.py).
 
     By default the `passage: ` prefix is counted (what chunk budgets need); `query=True` counts
     the `query: ` prefix instead, which is one token longer. So `count_tokens("")` is not 0.

@@ -18,9 +18,10 @@ import os
 from collections.abc import Callable, MutableMapping
 from pathlib import Path
 
+from assistant.upstream_compat import CHAINLIT_CI_KEY  # what `chainlit run --ci` sets
+
 log = logging.getLogger(__name__)
 
-CHAINLIT_CI_KEY = "sk-FAKE-OPENAI-API-KEY"  # what chainlit/cli `chainlit_run(ci=True)` sets
 KEY = "OPENAI_API_KEY"
 
 

@@ -1,9 +1,8 @@
 """Map ALLOWED_ORIGINS onto Chainlit's CORS settings, for the embeddable widget.
 
 `.chainlit/config.toml` is static, but the allowed origins are deployment configuration. Chainlit
-adds its `CORSMiddleware` when `chainlit.server` is imported, before the app module loads, with
-`config.project.allow_origins` as the list: we change that list in place, the middleware's own
-arguments, and drop an already built middleware stack so Starlette rebuilds it.
+adds its `CORSMiddleware` when `chainlit.server` is imported, before the app module loads:
+`upstream_compat.set_cors_origins` changes its list in place (see there for how and why).
 
 WebSockets are not covered by CORS, so with a restricted list the Socket.IO endpoint also checks
 the `Origin` header itself (the app's own origin always passes, or the full-page chat would lock
@@ -19,7 +18,8 @@ from collections.abc import Callable, Sequence
 from typing import Any
 from urllib.parse import urlsplit
 
-SOCKET_PATH = "/ws/socket.io"  # chainlit.server.SOCKET_IO_PATH, after any root path
+from assistant.upstream_compat import SOCKET_IO_PATH as SOCKET_PATH
+from assistant.upstream_compat import add_middleware, installed_middleware, set_cors_origins
 
 
 def _netloc(url: str) -> str:
@@ -80,28 +80,11 @@ class SocketOriginGuard:
 
 def apply_allowed_origins(origins: Sequence[str], *, app: Any = None, sio: Any = None, config: Any = None) -> list[str]:
     """Make `origins` (ALLOWED_ORIGINS) the CORS allow-list of the running Chainlit server."""
-    if app is None or sio is None or config is None:
-        from chainlit.config import config as cl_config
-        from chainlit.server import app as cl_app
-        from chainlit.server import sio as cl_sio
-
-        app, sio, config = app or cl_app, sio or cl_sio, config or cl_config
+    if app is None:
+        from chainlit.server import app
     wanted = [o.strip().rstrip("/") if o.strip() != "*" else "*" for o in origins if o.strip()] or ["*"]
-    current = config.project.allow_origins
-    current[:] = wanted  # the same list object the middleware was given
-    from starlette.middleware.cors import CORSMiddleware
-
-    for middleware in getattr(app, "user_middleware", []):
-        if middleware.cls is CORSMiddleware:
-            middleware.kwargs["allow_origins"] = current
-    if getattr(app, "middleware_stack", None) is not None:
-        app.middleware_stack = None  # rebuilt with the new list on the next request
-    eio = getattr(sio, "eio", None)
-    if eio is not None:
-        eio.cors_allowed_origins = []  # no engine.io CORS headers or checks: the middleware and guard do both
-    guard = next((m for m in getattr(app, "user_middleware", []) if m.cls is SocketOriginGuard), None)
-    if guard is None:
-        app.add_middleware(SocketOriginGuard, origins=SocketOrigins())
-        guard = app.user_middleware[0]
+    set_cors_origins(wanted, app=app, sio=sio, config=config)
+    guard = installed_middleware(app, SocketOriginGuard) or add_middleware(app, SocketOriginGuard,
+                                                                           origins=SocketOrigins())
     guard.kwargs["origins"].check = None if "*" in wanted else origin_checker(wanted)
     return wanted

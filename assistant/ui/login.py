@@ -29,6 +29,7 @@ import chainlit as cl
 
 from assistant.auth import LoginLimiter, PasswordChecker, check_login_settings, retry_message
 from assistant.config import Settings
+from assistant.upstream_compat import add_middleware
 
 log = logging.getLogger(__name__)
 
@@ -129,11 +130,5 @@ def enable_password_login(settings: Settings, *, app: Any = None) -> bool:
     cl.password_auth_callback(login_callback(PasswordChecker(settings.users)))
     if app is None:
         from chainlit.server import app
-    limiter = LoginLimiter(settings.login_max_failures, settings.login_window)
-    app.middleware_stack = None  # (re)built with the limiter on the next request
-    installed = next((m for m in getattr(app, "user_middleware", []) if m.cls is LoginRateLimit), None)
-    if installed is None:
-        app.add_middleware(LoginRateLimit, limiter=limiter)
-    else:
-        installed.kwargs["limiter"] = limiter
+    add_middleware(app, LoginRateLimit, limiter=LoginLimiter(settings.login_max_failures, settings.login_window))
     return True

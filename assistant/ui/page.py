@@ -13,8 +13,8 @@ catch-all, which returns `chainlit.server.get_html_template()`: the frontend's i
   custom_meta_image_url` / `custom_meta_url` are set, and these must be absolute URLs of the
   deployment, which a config file shipped with the code cannot know.
 
-No setting removes the first two, so `install_offline_page()` adds a middleware (the only
-override of upstream behaviour here) that rewrites the HTML Chainlit serves: KaTeX from the copy
+No setting removes the first two, so `install_offline_page()` adds a middleware that rewrites the
+HTML Chainlit serves (the markup it expects is in `assistant.upstream_compat`): KaTeX from the copy
 in public/katex/ (katex 0.16.22, woff2 fonts only), no preconnects, and og:url / og:image as
 absolute URLs of this server (`CHAINLIT_URL` when set, Chainlit's own setting for the public
 address behind a proxy; else Render's `RENDER_EXTERNAL_URL`; else the request's URL); it also
@@ -33,13 +33,12 @@ from typing import Any
 
 from starlette.requests import Request
 
+from assistant.upstream_compat import PAGE_KATEX_LINK, PAGE_OG_TAG, PAGE_PRECONNECT, add_middleware, ui_setting
+
 KATEX_CSS = "/public/katex/katex.min.css"
 OG_IMAGE = "/public/og-image.png"
 THEME = "/public/theme.json"
 
-_KATEX_LINK = re.compile(r'href="https://cdn\.jsdelivr\.net/npm/katex@[^"]*/katex(?:\.min)?\.css"')
-_PRECONNECT = re.compile(r'\s*<link\s+rel="(?:preconnect|dns-prefetch)"\s+href="https?://[^"]*"[^>]*>')
-_OG = re.compile(r'(<meta property="og:(url|image)" content=")([^"]*)(">)')
 
 
 def public_base(request: Request) -> str:
@@ -58,8 +57,8 @@ def offline_html(page: str, *, base: str, url: str, root_path: str = "") -> str:
     absolute URL (`custom_meta_image_url`) is kept; a relative one is made absolute; Chainlit's
     default banner is replaced by this product's card.
     """
-    page = _KATEX_LINK.sub(f'href="{root_path}{KATEX_CSS}"', page)
-    page = _PRECONNECT.sub("", page)
+    page = PAGE_KATEX_LINK.sub(f'href="{root_path}{KATEX_CSS}"', page)
+    page = PAGE_PRECONNECT.sub("", page)
 
     def og(match: re.Match[str]) -> str:
         kind, value = match.group(2), html.unescape(match.group(3))
@@ -71,14 +70,12 @@ def offline_html(page: str, *, base: str, url: str, root_path: str = "") -> str:
             value = base + value
         return match.group(1) + html.escape(value, quote=True) + match.group(4)
 
-    return _OG.sub(og, page)
+    return PAGE_OG_TAG.sub(og, page)
 
 
 def _custom(setting: str) -> bool:
     """Whether `[UI] <setting>` is set in .chainlit/config.toml."""
-    from chainlit.config import config
-
-    return bool(getattr(config.ui, setting, None))
+    return bool(ui_setting(setting))
 
 
 class OfflinePage:
@@ -156,7 +153,4 @@ def install_offline_page(app: Any) -> None:
     Innermost (appended, where `add_middleware` would put it outermost): it must see the page before
     Chainlit's GZip middleware compresses it.
     """
-    from starlette.middleware import Middleware
-
-    if not any(m.cls is OfflinePage for m in app.user_middleware):
-        app.user_middleware.append(Middleware(OfflinePage))
+    add_middleware(app, OfflinePage, innermost=True)

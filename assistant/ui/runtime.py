@@ -4,8 +4,10 @@ Opening them is slow the first time (the embedded database starts, the embedding
 empty database gets the sample corpus), so the app starts it in a background thread once the
 server's port accepts connections: the first question does not pay for it, and the warm-up does
 not compete for the CPU with binding the port (at Render's 0.1 CPU every CPU second before the
-port opens is ten seconds of a visitor's wait). It runs in two phases: first the retriever
-(database + embedder: `searchable`, what /healthz reports) with the modules the first answer
+port opens is ten seconds of a visitor's wait). The database's connection pool opens first, on its
+own (`database()`: chat history needs nothing more, so it does not wait for the embedding
+model). Then two phases: first the retriever (embedder, on that pool: `searchable`, what /healthz
+reports) with the modules the first answer
 needs (and the whole chat pipeline when no LLM is configured: it is cheap then); then the
 starter questions and, with an LLM, the pipeline (it imports the `openai` client and loads the
 tokenizer: seconds at 0.1 CPU, which /healthz need not wait for). Anything that needs them
@@ -30,7 +32,9 @@ from assistant.retrieval.errors import AssistantError, DatabaseError
 
 if TYPE_CHECKING:
     from assistant.chat.pipeline import ChatPipeline
+    from assistant.retrieval.database import Connections
     from assistant.retrieval.search import Retriever
+    from assistant.retrieval.store import Store
     from assistant.ui.starters import StarterQuestion
 
 log = logging.getLogger(__name__)
@@ -58,31 +62,37 @@ class Probe:
         return time.monotonic() - self.at if self.at else float("inf")
 
 
-def _default_opener(settings: Settings) -> Retriever:
-    from assistant.retrieval import open_retriever
+def _default_database(settings: Settings) -> Store:
+    from assistant.retrieval.store import Store
 
-    return open_retriever(settings, announce=True)
+    return Store.open(settings, announce=True)
 
 
 def _default_pipeline(retriever: Retriever, settings: Settings) -> ChatPipeline:
     from assistant.chat.pipeline import ChatPipeline
 
-    return ChatPipeline(retriever, settings)
+    return ChatPipeline(retriever, settings, titles=retriever.store)
 
 
 class Runtime:
-    """Lazily opened, shared Retriever + ChatPipeline with background warm-up and retry."""
+    """Lazily opened, shared database pool, Retriever and ChatPipeline, with background warm-up and retry.
+
+    `opener(settings)` replaces the whole retriever (tests pass one already open; its store is then
+    the database); by default the database opens first and the retriever is built on it.
+    """
 
     def __init__(
         self,
         settings: Settings,
         *,
-        opener: Callable[[Settings], Retriever] = _default_opener,
+        opener: Callable[[Settings], Retriever] | None = None,
         pipeline_factory: Callable[[Retriever, Settings], ChatPipeline] = _default_pipeline,
         retry_after: float = 3.0,
     ) -> None:
         self.settings = settings
         self._opener = opener
+        self._database: Store | None = None
+        self._database_lock = threading.Lock()
         self._pipeline_factory = pipeline_factory
         self._retry_after = retry_after
         self._lock = threading.Lock()  # held while opening (may take minutes on a first start)
@@ -95,7 +105,7 @@ class Runtime:
         self._failed_at = 0.0
         self._warmup: threading.Thread | None = None
         self._serving = threading.Event()  # a request was served: the port is open
-        self._ready_hooks: list[Callable[[Retriever], Any]] = []
+        self._database_hooks: list[Callable[[Connections], Any]] = []
         self._starters: list[StarterQuestion] | None = None
         self.embedder_probe = Probe()
 
@@ -131,15 +141,16 @@ class Runtime:
         what = "the language model client" if self.settings.llm_enabled else "the answer pipeline"
         return f"starting: loading {what}"
 
-    def on_ready(self, hook: Callable[[Retriever], Any]) -> None:
-        """Run `hook(retriever)` once opened (e.g. the chat tables' migrations); errors are logged."""
-        self._ready_hooks.append(hook)
-        if self._retriever is not None:
-            self._run_hook(hook, self._retriever)
+    def on_database(self, hook: Callable[[Connections], Any]) -> None:
+        """Run `hook(database)` once the database is open (e.g. the chat tables' migrations); errors are logged."""
+        self._database_hooks.append(hook)
+        opened = self._database or (self._retriever.store if self._retriever is not None else None)
+        if opened is not None:
+            self._run_hook(hook, opened)
 
-    def _run_hook(self, hook: Callable[[Retriever], Any], retriever: Retriever) -> None:
+    def _run_hook(self, hook: Callable[[Connections], Any], database: Connections) -> None:
         try:
-            hook(retriever)
+            hook(database)
         except Exception as exc:  # a hook must not stop the chat from working
             log.warning("start-up hook %s failed: %s", getattr(hook, "__name__", hook), exc)
 
@@ -162,25 +173,61 @@ class Runtime:
             self._pipeline = pipeline
         return pipeline
 
+    def database(self) -> Connections:
+        """The shared connection pool, opened on first use without the embedder (blocking).
+
+        Chat history (the data layer) needs only this, so it loads while the embedding model and the
+        answer pipeline are still starting. With a test's `opener`, its retriever's store is the pool.
+        """
+        if self._database is not None:
+            return self._database
+        if self._opener is not None:
+            return self.retriever().store
+        with self._database_lock:
+            if self._database is not None:
+                return self._database
+            self._check_retry()
+            try:
+                database = _default_database(self.settings)
+            except Exception as exc:
+                self._failed(exc, "The database could not be opened")
+            self._error = None
+            self._database = database
+        for hook in list(self._database_hooks):
+            self._run_hook(hook, database)
+        return database
+
     def retriever(self) -> Retriever:
         """The shared retriever (database + embedder), opened on first use (blocking)."""
         if self._retriever is not None:
             return self._retriever
+        fresh_store = self._opener is not None
+        if not fresh_store:
+            self.database()
         with self._lock:
             if self._retriever is not None:
                 return self._retriever
             self._check_retry()
             try:
-                retriever = self._opener(self.settings)
+                retriever = self._open_retriever()
             except Exception as exc:
                 self._failed(exc, "The search index could not be opened")
             self._error = None
             self._retriever = retriever
             self._searchable.set()
         log.info("search ready: %r", retriever.embedder)
-        for hook in list(self._ready_hooks):
-            self._run_hook(hook, retriever)
+        if fresh_store:
+            for hook in list(self._database_hooks):
+                self._run_hook(hook, retriever.store)
         return retriever
+
+    def _open_retriever(self) -> Retriever:
+        if self._opener is not None:
+            return self._opener(self.settings)
+        from assistant.retrieval import retriever_on
+
+        assert self._database is not None
+        return retriever_on(self._database, self.settings)
 
     def _check_retry(self) -> None:
         if self._error and time.monotonic() - self._failed_at < self._retry_after:
@@ -204,6 +251,12 @@ class Runtime:
         if self._pipeline is not None:
             return self._pipeline
         return await asyncio.to_thread(self.pipeline)
+
+    async def adatabase(self) -> Connections:
+        """`database()` without blocking the event loop."""
+        if self._database is not None:
+            return self._database
+        return await asyncio.to_thread(self.database)
 
     async def aretriever(self) -> Retriever:
         """`retriever()` without blocking the event loop."""
@@ -236,6 +289,7 @@ class Runtime:
         started = time.perf_counter()
         llm = self.settings.llm_enabled
         try:
+            self.database()  # chat history works from here on
             retriever = self.retriever()
             preload(FIRST_TURN_MODULES)
             if not llm:
@@ -315,10 +369,12 @@ class Runtime:
 
     def close(self) -> None:
         """Close the pool (tests; the server process just exits)."""
-        with self._lock:
+        with self._lock, self._database_lock:
             if self._retriever is not None:
                 self._retriever.store.close()
-            self._retriever = self._pipeline = None
+            if self._database is not None:
+                self._database.close()
+            self._retriever = self._pipeline = self._database = None
             self._searchable.clear()
 
 

@@ -17,7 +17,7 @@ from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
 import chainlit as cl
-from chainlit.chat_context import chat_context, chat_contexts
+from chainlit.chat_context import chat_context
 from chainlit.context import context
 from chainlit.utils import utc_now
 
@@ -28,6 +28,7 @@ from assistant.retrieval.errors import AssistantError, DatabaseError, QueryError
 from assistant.ui.options import SearchOptions, search_options, settings_widgets
 from assistant.ui.retrieval_view import retrieval_markdown, step_title
 from assistant.ui.sources import answer_markdown, element_name, shown_numbers, source_panel, sources_metadata
+from assistant.upstream_compat import forget_chat_context
 
 if TYPE_CHECKING:
     from assistant.ui.runtime import Runtime
@@ -80,7 +81,7 @@ def end_session() -> None:
         session_id = context.session.id
     except Exception:
         return
-    chat_contexts.pop(session_id, None)
+    forget_chat_context(session_id)
 
 
 # -- history -------------------------------------------------------------------------------

@@ -23,11 +23,19 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from fastapi import Depends, HTTPException, Query, UploadFile
+from fastapi import HTTPException, Query, UploadFile
 from starlette.responses import JSONResponse
 
 from assistant.config import Settings
 from assistant.ui.uploads import UploadRefused, may_manage, refusal, safe_upload_name, uploads_possible
+from assistant.upstream_compat import (
+    add_middleware,
+    add_route_first,
+    chainlit_project_settings,
+    chainlit_upload_file,
+    current_user_dependency,
+    set_spontaneous_upload,
+)
 
 UPLOAD_PATH = "/project/file"
 SETTINGS_PATH = "/project/settings"
@@ -37,18 +45,7 @@ _settings: dict[str, Settings] = {}  # the deployment's settings, for the routes
 
 def apply_upload_settings(settings: Settings, config: Any = None) -> None:
     """Make Chainlit's spontaneous upload follow our settings (on/off, count and size limits)."""
-    if config is None:
-        from chainlit.config import config as cl_config
-
-        config = cl_config
-    from chainlit.config import SpontaneousFileUploadFeature
-
-    feature = config.features.spontaneous_file_upload
-    if feature is None:
-        feature = config.features.spontaneous_file_upload = SpontaneousFileUploadFeature()
-    feature.enabled = uploads_possible(settings)
-    feature.max_files = settings.upload_max_files
-    feature.max_size_mb = settings.upload_max_mb
+    set_spontaneous_upload(uploads_possible(settings), settings.upload_max_files, settings.upload_max_mb, config)
     _settings["current"] = settings
 
 
@@ -82,16 +79,12 @@ class UploadSizeGuard:
 
 
 def _user_dependency() -> Any:
-    from chainlit.auth import get_current_user
-
-    return Depends(get_current_user)
+    return current_user_dependency()
 
 
 async def upload_file(session_id: str, file: UploadFile, ask_parent_id: str | None = None,
                       current_user: Any = _user_dependency()) -> Any:
     """Chainlit's upload route, with our checks first (one-line `detail`s the chat shows)."""
-    from chainlit.server import upload_file as chainlit_upload
-
     settings = _current()
     if ask_parent_id is None:  # a file the person attaches to a message, to be indexed
         name = getattr(current_user, "identifier", None)
@@ -106,16 +99,14 @@ async def upload_file(session_id: str, file: UploadFile, ask_parent_id: str | No
         if not file.size:
             await file.close()
             raise HTTPException(status_code=400, detail=f"{safe} is empty: there is nothing to index")
-    return await chainlit_upload(current_user=current_user, session_id=session_id, file=file,
-                                 ask_parent_id=ask_parent_id)
+    return await chainlit_upload_file(current_user=current_user, session_id=session_id, file=file,
+                                      ask_parent_id=ask_parent_id)
 
 
 async def project_settings(language: str = Query(default="en-US"), chat_profile: str | None = Query(default=None),
                            current_user: Any = _user_dependency()) -> Any:
     """Chainlit's project settings, with the upload button only for people who may upload."""
-    from chainlit.server import project_settings as chainlit_settings
-
-    response = await chainlit_settings(current_user=current_user, language=language, chat_profile=chat_profile)
+    response = await chainlit_project_settings(current_user=current_user, language=language, chat_profile=chat_profile)
     if may_manage(_current(), getattr(current_user, "identifier", None)):
         return response
     body = json.loads(bytes(response.body))
@@ -125,20 +116,9 @@ async def project_settings(language: str = Query(default="en-US"), chat_profile:
     return JSONResponse(content=body, status_code=response.status_code)
 
 
-def _front(app: Any, path: str, endpoint: Any, method: str) -> None:
-    router = app.router
-    router.routes[:] = [r for r in router.routes
-                        if not (getattr(r, "path", None) == path and getattr(r, "endpoint", None) is endpoint)]
-    app.add_api_route(path, endpoint, methods=[method], include_in_schema=False)
-    router.routes.insert(0, router.routes.pop())  # ahead of Chainlit's own route of the same path
-
-
 def install_upload_routes(app: Any, settings: Settings, config: Any = None) -> None:
     """Settings into Chainlit's config, the size guard, and the two guarded routes."""
     apply_upload_settings(settings, config)
-    if not any(m.cls is UploadSizeGuard for m in getattr(app, "user_middleware", [])):
-        app.add_middleware(UploadSizeGuard)
-        if getattr(app, "middleware_stack", None) is not None:
-            app.middleware_stack = None
-    _front(app, UPLOAD_PATH, upload_file, "POST")
-    _front(app, SETTINGS_PATH, project_settings, "GET")
+    add_middleware(app, UploadSizeGuard)
+    add_route_first(app, UPLOAD_PATH, upload_file, "POST")  # ahead of Chainlit's own route of the same path
+    add_route_first(app, SETTINGS_PATH, project_settings, "GET")

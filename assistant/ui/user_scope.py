@@ -1,6 +1,6 @@
 """Who a data layer call acts for: the user Chainlit authenticated on the request or the session.
 
-Kept apart from `assistant.datalayer` (which needs psycopg) so the app can install the scoping at
+Kept apart from `assistant.ui.datalayer` (which needs psycopg) so the app can install the scoping at
 import time without loading the database driver before its port opens: at 0.1 CPU every import
 before the port is ten times its CPU time in wall-clock start-up.
 """
@@ -13,6 +13,8 @@ from contextvars import ContextVar
 from typing import Any
 
 from chainlit.context import context_var
+
+from assistant.upstream_compat import on_signed_in_request
 
 _acting_user: ContextVar[str | None] = ContextVar("assistant_acting_user", default=None)
 
@@ -40,18 +42,7 @@ def acting_as(identifier: str) -> Iterator[None]:
 def install_user_scope(app: Any) -> None:
     """Record the user Chainlit authenticated on each HTTP request, for the data layer's scoping.
 
-    Chainlit's routes take the user from its `get_current_user` dependency but do not pass it to
-    the data layer (and `/feedback` checks nothing). Overriding that dependency with one that
-    calls it and remembers the identifier in a context variable scopes every data layer call the
-    route makes. FastAPI runs an async dependency in the route's own task, so it is per request.
+    Chainlit's routes do not pass the user to the data layer (and `/feedback` checks nothing), so
+    the identifier goes into a context variable for the request (`on_signed_in_request`: how and why).
     """
-    from chainlit.auth import get_current_user, reuseable_oauth
-    from fastapi import Depends
-
-    async def current_user(token: str | None = Depends(reuseable_oauth)) -> Any:
-        user = await get_current_user(token)  # type: ignore[arg-type]
-        if user is not None:
-            _acting_user.set(user.identifier)
-        return user
-
-    app.dependency_overrides[get_current_user] = current_user
+    on_signed_in_request(app, _acting_user.set)

@@ -15,6 +15,8 @@ from typing import Any
 from fastapi import Query
 from fastapi.responses import JSONResponse
 
+from assistant.upstream_compat import add_route_first, translation
+
 PATH = "/project/translations"
 RETRIEVAL_ONLY_LINE = "Answers quote your documents: open the cited sources to check them."
 
@@ -32,15 +34,10 @@ def install_watermark(app: Any, llm_enabled: bool) -> None:
     """Serve translations without the LLM warning when no LLM is configured (ahead of Chainlit's route)."""
     if llm_enabled:
         return
-    from chainlit.config import config
 
     async def translations(language: str = Query(default="en-US", pattern=r"^[A-Za-z]{2,3}(-[A-Za-z0-9]{2,8})*$")
                            ) -> JSONResponse:
-        effective = config.ui.language or language
-        translation = config.load_translation(effective)
-        return JSONResponse({"translation": without_llm_warning(translation, effective)})
+        effective, loaded = translation(language)
+        return JSONResponse({"translation": without_llm_warning(loaded, effective)})
 
-    router = app.router
-    router.routes[:] = [r for r in router.routes if getattr(r, "path", None) != PATH]
-    app.add_api_route(PATH, translations, methods=["GET"], include_in_schema=False)
-    router.routes.insert(0, router.routes.pop())
+    add_route_first(app, PATH, translations)

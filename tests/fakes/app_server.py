@@ -49,7 +49,7 @@ class AppServer:
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "chainlit", "run", str(ROOT / "assistant" / "app.py"), "--headless",
              "--host", "127.0.0.1", "--port", str(self.port)],
-            cwd=root, env={**base, "CHAINLIT_APP_ROOT": str(root), **env},
+            cwd=root, env={**base, "CHAINLIT_APP_ROOT": str(root), "PYTHONPATH": str(ROOT), **env},  # the checkout
             stdout=self.log.open("wb"), stderr=subprocess.STDOUT,
         )
 

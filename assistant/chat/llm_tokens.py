@@ -1,4 +1,7 @@
-"""LLM token counting for prompt budgets, with no network access ever.
+"""LLM token counting (tiktoken) for prompt budgets, with no network access ever.
+
+Not to be confused with `assistant/retrieval/tokens.py`, which counts the *embedding model's*
+tokens (e5's sentencepiece) for chunk sizes; the two tokenizers differ and so do their counts.
 
 `tiktoken.encoding_for_model()` downloads the model's BPE file on first use; offline (tests, a
 sandboxed host) that either hangs on DNS or fails after a while, and on a small host it is a
@@ -20,10 +23,10 @@ from __future__ import annotations
 import logging
 import math
 import threading
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from typing import Any
+
+from assistant.upstream_compat import tiktoken_local_files_only
 
 log = logging.getLogger(__name__)
 
@@ -37,33 +40,6 @@ REPLY_PRIMING = 3
 
 _lock = threading.Lock()
 _counters: dict[str, TokenCounter] = {}
-
-
-class _NetworkBlocked(RuntimeError):
-    pass
-
-
-@contextmanager
-def _no_downloads() -> Iterator[None]:
-    """Make tiktoken's loader refuse remote files while an encoding is being built.
-
-    tiktoken reads BPE files through `tiktoken.load.read_file`; cached copies are read before it
-    is called, so blocking it only stops downloads. Held under `_lock` (process-wide, brief).
-    """
-    import tiktoken.load as tl
-
-    original = tl.read_file
-
-    def local_only(blobpath: str) -> bytes:
-        if "://" in blobpath:
-            raise _NetworkBlocked(f"not downloading {blobpath}")
-        return original(blobpath)
-
-    tl.read_file = local_only
-    try:
-        yield
-    finally:
-        tl.read_file = original
 
 
 @dataclass
@@ -137,7 +113,7 @@ def _build(model: str | None) -> TokenCounter:
         log.warning("tiktoken is not installed; prompt budgets use a character estimate")
         return TokenCounter("estimate")
     foreign = False
-    with _no_downloads():
+    with tiktoken_local_files_only():  # called under `_lock` (get_counter)
         if model:
             try:
                 name = encoding_name_for_model(model)
@@ -167,8 +143,3 @@ def get_counter(model: str | None = None) -> TokenCounter:
             if counter is None:
                 counter = _counters[key] = _build(model)
     return counter
-
-
-def count_tokens(text: str, model: str | None = None) -> int:
-    """Convenience: tokens of `text` for `model`'s (or the fallback) encoding."""
-    return get_counter(model).count(text)

@@ -3,8 +3,9 @@
 Two reasons it exists. Feedback thumbs only appear when a data layer is configured, and they are
 the quickest way to find where the documents or retrieval fall short. And with `DATABASE_URL` set
 and no `@cl.data_layer`, Chainlit would start its own asyncpg + Prisma data layer on the same
-database, expecting tables it never creates. This one runs on the Store's psycopg pool, in
-tables made by `migrate(conn, "chat", ...)`, and stores each rating with the question, the
+database, expecting tables it never creates. This one runs on the shared psycopg pool (opened
+before the embedding model, so history loads while search is still warming up), in tables made
+by `schema.ensure_chat_schema`, and stores each rating with the question, the
 answer and the sources that were shown (a snapshot: documents may be re-ingested later).
 
 Writes Chainlit fires in the background (steps, elements) log a warning when the database is
@@ -25,7 +26,6 @@ import asyncio
 import logging
 import uuid
 from collections.abc import Callable
-from datetime import datetime
 from typing import TYPE_CHECKING, Any, TypeVar
 
 import psycopg
@@ -37,21 +37,30 @@ from psycopg.rows import dict_row
 from psycopg.types.json import Jsonb
 
 from assistant.retrieval.errors import AssistantError, DatabaseError
-from assistant.retrieval.migrations import migrate
 from assistant.retrieval.sanitize import storable, storable_data
-from assistant.ui.user_scope import acting_as, acting_user, install_user_scope  # noqa: F401 (re-exported)
+from assistant.ui.datalayer.rows import (
+    MINE,
+    NOT_OTHERS_THREAD,
+    OWN_THREAD,
+    element_dict,
+    iso,
+    save_step,
+    step_dict,
+    thread_dict,
+    writable_thread,
+)
+from assistant.ui.datalayer.schema import ensure_chat_schema
+from assistant.ui.user_scope import acting_user
 
 if TYPE_CHECKING:
     from chainlit.element import Element, ElementDict
     from chainlit.step import StepDict
 
-    from assistant.retrieval.store import Store
+    from assistant.retrieval.database import Connections
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
-
 NAME_LIMIT = 255
-
 
 
 class AccessDenied(AssistantError):
@@ -62,154 +71,28 @@ RATING_NOT_SAVED = ("The rating could not be saved: the database is not reachabl
                     " Please try again in a moment.")
 
 
-def _writable_thread(conn: psycopg.Connection, thread_id: str | None, me: str | None) -> bool:
-    """Make sure the thread row exists (owned by `me` when new); whether `me` may write to it."""
-    if not thread_id:
-        return True
-    if me is None:
-        conn.execute("INSERT INTO chat_threads (id) VALUES (%s) ON CONFLICT DO NOTHING", (thread_id,))
-        return True
-    row = conn.execute(
-        """WITH made AS (
-               INSERT INTO chat_threads (id, user_id, user_identifier)
-               VALUES (%(id)s, (SELECT id FROM chat_users WHERE identifier = %(me)s), %(me)s)
-               ON CONFLICT (id) DO NOTHING RETURNING user_identifier)
-           SELECT user_identifier FROM made
-           UNION ALL SELECT user_identifier FROM chat_threads WHERE id = %(id)s""",
-        {"id": thread_id, "me": me},
-    ).fetchone()
-    return row is None or row[0] in (None, me)
-
-
-# SQL conditions: `%(me)s` is acting_user(); NULL means unrestricted.
-_MINE = "(%(me)s::text IS NULL OR user_identifier = %(me)s)"  # on chat_threads
-_OWN_THREAD = ("(%(me)s::text IS NULL OR EXISTS (SELECT 1 FROM chat_threads o"
-               " WHERE o.id = {col} AND o.user_identifier = %(me)s))")
-_NOT_OTHERS_THREAD = ("(%(me)s::text IS NULL OR {col} IS NULL OR NOT EXISTS (SELECT 1 FROM chat_threads o"
-                      " WHERE o.id = {col} AND o.user_identifier <> %(me)s))")
-
-# Append only: never edit a shipped step (migrate() applies the ones a database has not seen).
-CHAT_SCHEMA_STEPS: list[str] = [
-    """
-    CREATE TABLE IF NOT EXISTS chat_users (
-        id text PRIMARY KEY,
-        identifier text NOT NULL UNIQUE,
-        metadata jsonb NOT NULL DEFAULT '{}'::jsonb,
-        created_at timestamptz NOT NULL DEFAULT now()
-    );
-    CREATE TABLE IF NOT EXISTS chat_threads (
-        id text PRIMARY KEY,
-        name text,
-        user_id text,
-        user_identifier text,
-        tags text[],
-        metadata jsonb NOT NULL DEFAULT '{}'::jsonb,
-        created_at timestamptz NOT NULL DEFAULT now(),
-        updated_at timestamptz NOT NULL DEFAULT now()
-    );
-    CREATE INDEX IF NOT EXISTS chat_threads_user ON chat_threads (user_id, updated_at DESC);
-    CREATE TABLE IF NOT EXISTS chat_steps (
-        id text PRIMARY KEY,
-        thread_id text NOT NULL REFERENCES chat_threads(id) ON DELETE CASCADE,
-        parent_id text,
-        name text,
-        type text NOT NULL,
-        input text,
-        output text,
-        metadata jsonb NOT NULL DEFAULT '{}'::jsonb,
-        tags text[],
-        is_error boolean NOT NULL DEFAULT false,
-        show_input jsonb,
-        default_open boolean,
-        auto_collapse boolean,
-        language text,
-        icon text,
-        command text,
-        generation jsonb,
-        created_at timestamptz NOT NULL DEFAULT now(),
-        start_at timestamptz,
-        end_at timestamptz
-    );
-    CREATE INDEX IF NOT EXISTS chat_steps_thread ON chat_steps (thread_id, created_at);
-    CREATE TABLE IF NOT EXISTS chat_elements (
-        id text PRIMARY KEY,
-        thread_id text REFERENCES chat_threads(id) ON DELETE CASCADE,
-        for_id text,
-        type text,
-        name text,
-        display text,
-        mime text,
-        url text,
-        chainlit_key text,
-        object_key text,
-        language text,
-        page int,
-        size text,
-        props jsonb,
-        created_at timestamptz NOT NULL DEFAULT now()
-    );
-    CREATE INDEX IF NOT EXISTS chat_elements_thread ON chat_elements (thread_id);
-    CREATE TABLE IF NOT EXISTS chat_feedback (
-        id text PRIMARY KEY,
-        step_id text NOT NULL UNIQUE,
-        thread_id text,
-        value smallint NOT NULL CHECK (value IN (0, 1)),
-        comment text,
-        question text,
-        answer text,
-        sources jsonb NOT NULL DEFAULT '[]'::jsonb,
-        created_at timestamptz NOT NULL DEFAULT now(),
-        updated_at timestamptz NOT NULL DEFAULT now()
-    );
-    CREATE INDEX IF NOT EXISTS chat_feedback_value ON chat_feedback (value, created_at DESC);
-    """,
-    # Threads are listed per signed-in user (by identifier) since the login arrived.
-    "CREATE INDEX IF NOT EXISTS chat_threads_owner ON chat_threads (user_identifier, updated_at DESC);",
-]
-
-
-def ensure_chat_schema(store: Store) -> int:
-    """Create or upgrade the chat tables; returns how many migration steps ran."""
-    with store.connection() as conn:
-        return migrate(conn, "chat", CHAT_SCHEMA_STEPS)
-
-
-def _ts(value: Any) -> str | None:
-    """A Chainlit ISO timestamp (with or without `Z`) for a timestamptz parameter, or None."""
-    if not value:
-        return None
-    return str(value)
-
-
-def _iso(value: datetime | None) -> str | None:
-    if value is None:
-        return None
-    return value.isoformat().replace("+00:00", "Z")
-
-
 class ChatDataLayer(BaseDataLayer):
-    """A small, real Chainlit data layer over the Store's connection pool."""
+    """A small, real Chainlit data layer over the shared connection pool."""
 
-    def __init__(self, store_getter: Callable[[], Store]) -> None:
-        # The store is opened by the shared Runtime (possibly still warming up): fetch it lazily.
-        self._store_getter = store_getter
+    def __init__(self, database: Callable[[], Connections]) -> None:
+        # The pool is opened by the shared Runtime (on first use, or by its warm-up): fetched lazily.
+        self._database = database
         self._migrated: set[int] = set()
 
     # -- plumbing --------------------------------------------------------------------------
 
-    def _store(self) -> Store:
-        store = self._store_getter()
-        if id(store) not in self._migrated:
-            ensure_chat_schema(store)
-            self._migrated.add(id(store))
-        return store
+    def _db(self) -> Connections:
+        db = self._database()
+        if id(db) not in self._migrated:
+            ensure_chat_schema(db)
+            self._migrated.add(id(db))
+        return db
 
     async def _run(self, fn: Callable[[psycopg.Connection], T]) -> T:
         """Run `fn(conn)` in a worker thread on a pooled connection, in one transaction."""
 
         def work() -> T:
-            store = self._store()
-            with store.connection() as conn, conn.transaction():
+            with self._db().connection() as conn, conn.transaction():
                 return fn(conn)
 
         return await asyncio.to_thread(work)
@@ -241,7 +124,7 @@ class ChatDataLayer(BaseDataLayer):
         if row is None:
             return None
         return PersistedUser(id=row["id"], identifier=row["identifier"], metadata=row["metadata"],
-                             createdAt=_iso(row["created_at"]) or "")
+                             createdAt=iso(row["created_at"]) or "")
 
     async def create_user(self, user: User) -> PersistedUser | None:
         def q(conn: psycopg.Connection) -> dict[str, Any]:
@@ -255,7 +138,7 @@ class ChatDataLayer(BaseDataLayer):
 
         row = await self._run(q)
         return PersistedUser(id=row["id"], identifier=row["identifier"], metadata=row["metadata"],
-                             createdAt=_iso(row["created_at"]) or "")
+                             createdAt=iso(row["created_at"]) or "")
 
     # -- feedback --------------------------------------------------------------------------
 
@@ -316,7 +199,7 @@ class ChatDataLayer(BaseDataLayer):
         me = acting_user()
 
         def q(conn: psycopg.Connection) -> bool:
-            sql = "DELETE FROM chat_feedback WHERE id = %(id)s AND " + _OWN_THREAD.format(col="thread_id")
+            sql = "DELETE FROM chat_feedback WHERE id = %(id)s AND " + OWN_THREAD.format(col="thread_id")
             return conn.execute(sql, {"id": feedback_id, "me": me}).rowcount > 0
 
         return await self._user_write("rating removal", q)
@@ -329,7 +212,7 @@ class ChatDataLayer(BaseDataLayer):
         me = acting_user()
 
         def q(conn: psycopg.Connection) -> None:
-            if not _writable_thread(conn, d.get("threadId"), me):
+            if not writable_thread(conn, d.get("threadId"), me):
                 log.warning("refused to save an element into another user's thread %s", d.get("threadId"))
                 return
             conn.execute(
@@ -355,12 +238,12 @@ class ChatDataLayer(BaseDataLayer):
             with conn.cursor(row_factory=dict_row) as cur:
                 return cur.execute(
                     "SELECT * FROM chat_elements WHERE id = %(id)s AND thread_id = %(thread)s AND "
-                    + _OWN_THREAD.format(col="thread_id"),
+                    + OWN_THREAD.format(col="thread_id"),
                     {"id": element_id, "thread": thread_id, "me": me},
                 ).fetchone()
 
         row = await self._run(q)
-        return None if row is None else self._element_dict(row)
+        return None if row is None else element_dict(row)
 
     @queue_until_user_message()
     async def delete_element(self, element_id: str, thread_id: str | None = None) -> None:
@@ -369,7 +252,7 @@ class ChatDataLayer(BaseDataLayer):
         def q(conn: psycopg.Connection) -> None:
             conn.execute(
                 "DELETE FROM chat_elements WHERE id = %(id)s AND (%(thread)s::text IS NULL OR thread_id = %(thread)s)"
-                " AND " + _NOT_OTHERS_THREAD.format(col="thread_id"),
+                " AND " + NOT_OTHERS_THREAD.format(col="thread_id"),
                 {"id": element_id, "thread": thread_id, "me": me},
             )
 
@@ -377,51 +260,15 @@ class ChatDataLayer(BaseDataLayer):
 
     # -- steps -----------------------------------------------------------------------------
 
-    def _save_step(self, conn: psycopg.Connection, step: StepDict, me: str | None) -> None:
-        if not _writable_thread(conn, step["threadId"], me):
-            log.warning("refused to save a step into another user's thread %s", step["threadId"])
-            return
-        show_input = step.get("showInput")
-        conn.execute(
-            """INSERT INTO chat_steps (id, thread_id, parent_id, name, type, input, output, metadata, tags, is_error,
-                                       show_input, default_open, auto_collapse, language, icon, command, generation,
-                                       created_at, start_at, end_at)
-               VALUES (%(id)s, %(thread)s, %(parent)s, %(name)s, %(type)s, %(input)s, %(output)s, %(metadata)s,
-                       %(tags)s, %(is_error)s, %(show_input)s, %(default_open)s, %(auto_collapse)s, %(language)s,
-                       %(icon)s, %(command)s, %(generation)s, coalesce(%(created)s::timestamptz, now()),
-                       %(start)s::timestamptz, %(end)s::timestamptz)
-               ON CONFLICT (id) DO UPDATE SET
-                 name = EXCLUDED.name, type = EXCLUDED.type, input = EXCLUDED.input, output = EXCLUDED.output,
-                 metadata = EXCLUDED.metadata, tags = EXCLUDED.tags, is_error = EXCLUDED.is_error,
-                 show_input = EXCLUDED.show_input, default_open = EXCLUDED.default_open,
-                 auto_collapse = EXCLUDED.auto_collapse, language = EXCLUDED.language, icon = EXCLUDED.icon,
-                 command = EXCLUDED.command, generation = EXCLUDED.generation,
-                 start_at = coalesce(EXCLUDED.start_at, chat_steps.start_at),
-                 end_at = coalesce(EXCLUDED.end_at, chat_steps.end_at)
-               WHERE chat_steps.thread_id = EXCLUDED.thread_id""",
-            {
-                "id": step["id"], "thread": step["threadId"], "parent": step.get("parentId"),
-                "name": step.get("name"), "type": step.get("type") or "undefined",
-                "input": step.get("input"), "output": step.get("output"),
-                "metadata": Jsonb(step.get("metadata") or {}), "tags": step.get("tags"),
-                "is_error": bool(step.get("isError")),
-                "show_input": Jsonb(show_input) if show_input is not None else None,
-                "default_open": step.get("defaultOpen"), "auto_collapse": step.get("autoCollapse"),
-                "language": step.get("language"), "icon": step.get("icon"), "command": step.get("command"),
-                "generation": Jsonb(step["generation"]) if step.get("generation") else None,
-                "created": _ts(step.get("createdAt")), "start": _ts(step.get("start")), "end": _ts(step.get("end")),
-            },
-        )
-
     @queue_until_user_message()
     async def create_step(self, step_dict: StepDict) -> None:
         step, me = storable_data(dict(step_dict)), acting_user()  # a NUL or lone surrogate typed in the chat
-        await self._background("a chat step", lambda conn: self._save_step(conn, step, me))  # type: ignore[arg-type]
+        await self._background("a chat step", lambda conn: save_step(conn, step, me))  # type: ignore[arg-type]
 
     @queue_until_user_message()
     async def update_step(self, step_dict: StepDict) -> None:
         step, me = storable_data(dict(step_dict)), acting_user()
-        await self._background("a chat step", lambda conn: self._save_step(conn, step, me))  # type: ignore[arg-type]
+        await self._background("a chat step", lambda conn: save_step(conn, step, me))  # type: ignore[arg-type]
 
     @queue_until_user_message()
     async def delete_step(self, step_id: str) -> None:
@@ -430,9 +277,9 @@ class ChatDataLayer(BaseDataLayer):
         def q(conn: psycopg.Connection) -> None:
             args = {"id": step_id, "me": me}
             conn.execute("DELETE FROM chat_elements WHERE for_id = %(id)s AND "
-                         + _NOT_OTHERS_THREAD.format(col="thread_id"), args)
+                         + NOT_OTHERS_THREAD.format(col="thread_id"), args)
             conn.execute("DELETE FROM chat_steps WHERE id = %(id)s AND "
-                         + _NOT_OTHERS_THREAD.format(col="thread_id"), args)
+                         + NOT_OTHERS_THREAD.format(col="thread_id"), args)
 
         await self._background("a step deletion", q)
 
@@ -450,7 +297,7 @@ class ChatDataLayer(BaseDataLayer):
                     {"user": user_id, "me": me},
                 ).fetchall()
 
-        return [self._step_dict(r) for r in await self._run(q)]
+        return [step_dict(r) for r in await self._run(q)]
 
     # -- threads ---------------------------------------------------------------------------
 
@@ -465,7 +312,7 @@ class ChatDataLayer(BaseDataLayer):
         me = acting_user()
 
         def q(conn: psycopg.Connection) -> None:
-            conn.execute("DELETE FROM chat_threads WHERE id = %(id)s AND " + _MINE, {"id": thread_id, "me": me})
+            conn.execute("DELETE FROM chat_threads WHERE id = %(id)s AND " + MINE, {"id": thread_id, "me": me})
 
         await self._run(q)
 
@@ -480,7 +327,7 @@ class ChatDataLayer(BaseDataLayer):
                 identifier = row[0] if row else None
             if me is not None:
                 # Nobody gives a thread to someone else, and nobody edits or takes over another's thread.
-                if (user_id and identifier != me) or not _writable_thread(conn, thread_id, me):
+                if (user_id and identifier != me) or not writable_thread(conn, thread_id, me):
                     log.warning("refused to update thread %s for another user", thread_id)
                     return
                 identifier = me
@@ -531,7 +378,7 @@ class ChatDataLayer(BaseDataLayer):
         rows = await self._run(q)
         has_next = len(rows) > pagination.first
         rows = rows[: pagination.first]
-        data = [self._thread_dict(r, [], []) for r in rows]
+        data = [thread_dict(r, [], []) for r in rows]
         return PaginatedResponse(
             pageInfo=PageInfo(hasNextPage=has_next, startCursor=rows[0]["id"] if rows else None,
                               endCursor=rows[-1]["id"] if rows else None),
@@ -544,7 +391,7 @@ class ChatDataLayer(BaseDataLayer):
         def q(conn: psycopg.Connection) -> tuple[Any, list[Any], list[Any]] | None:
             with conn.cursor(row_factory=dict_row) as cur:
                 thread = cur.execute(
-                    "SELECT * FROM chat_threads WHERE id = %(id)s AND " + _MINE, {"id": thread_id, "me": me},
+                    "SELECT * FROM chat_threads WHERE id = %(id)s AND " + MINE, {"id": thread_id, "me": me},
                 ).fetchone()
                 if thread is None:
                     return None
@@ -562,46 +409,11 @@ class ChatDataLayer(BaseDataLayer):
         if found is None:
             return None
         thread, steps, elements = found
-        return self._thread_dict(thread, [self._step_dict(s) for s in steps],
-                                 [self._element_dict(e) for e in elements])
+        return thread_dict(thread, [step_dict(s) for s in steps],
+                                 [element_dict(e) for e in elements])
 
     async def build_debug_url(self) -> str:
         return ""
 
     async def close(self) -> None:
         """Nothing to close: the pool belongs to the shared Runtime."""
-
-    # -- row -> Chainlit dicts -------------------------------------------------------------
-
-    @staticmethod
-    def _thread_dict(row: dict[str, Any], steps: list[Any], elements: list[Any]) -> ThreadDict:
-        return ThreadDict(
-            id=row["id"], createdAt=_iso(row["created_at"]) or "", name=row["name"], userId=row["user_id"],
-            userIdentifier=row["user_identifier"], tags=row["tags"], metadata=row["metadata"], steps=steps,
-            elements=elements,
-        )
-
-    @staticmethod
-    def _step_dict(row: dict[str, Any]) -> StepDict:
-        step: dict[str, Any] = {
-            "id": row["id"], "threadId": row["thread_id"], "parentId": row["parent_id"], "name": row["name"],
-            "type": row["type"], "input": row["input"] or "", "output": row["output"] or "",
-            "metadata": row["metadata"] or {}, "tags": row["tags"], "isError": row["is_error"],
-            "showInput": row["show_input"], "defaultOpen": row["default_open"], "autoCollapse": row["auto_collapse"],
-            "language": row["language"], "icon": row["icon"], "command": row["command"],
-            "generation": row["generation"], "createdAt": _iso(row["created_at"]), "start": _iso(row["start_at"]),
-            "end": _iso(row["end_at"]), "streaming": False, "waitForAnswer": False,
-        }
-        if row.get("feedback_id"):
-            step["feedback"] = {"id": row["feedback_id"], "forId": row["id"], "value": row["feedback_value"],
-                                "comment": row["feedback_comment"]}
-        return step  # type: ignore[return-value]
-
-    @staticmethod
-    def _element_dict(row: dict[str, Any]) -> ElementDict:
-        return {  # type: ignore[return-value]
-            "id": row["id"], "threadId": row["thread_id"], "forId": row["for_id"], "type": row["type"],
-            "name": row["name"], "display": row["display"], "mime": row["mime"], "url": row["url"],
-            "chainlitKey": row["chainlit_key"], "objectKey": row["object_key"], "language": row["language"],
-            "page": row["page"], "size": row["size"], "props": row["props"],
-        }

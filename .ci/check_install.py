@@ -9,7 +9,8 @@ Checks, each failing with one line that says what is missing:
 1. `doc-assistant --help` works (the console script);
 2. `assistant` imports from VENV, and every data file the checkout has (the package's: sample
    corpus, vectors; the app root's: prompts/, public/, .chainlit/config.toml, chainlit*.md) is
-   where the code looks for it, next to the installed package;
+   where the code looks for it, inside the installed package (the latter in assistant/app_files/),
+   with nothing at site-packages' top level;
 3. `doc-assistant search ... --json` on built-in defaults (embedded PostgreSQL in WORKDIR, the
    sample corpus indexed from its shipped vectors, local embeddings) finds the sample guide;
 4. `doc-assistant serve --headless` answers /healthz with everything "ok" and serves public/.
@@ -34,15 +35,20 @@ IMPORT_CHECK = """
 import sys
 from pathlib import Path
 import assistant
+from assistant.app_files import BUNDLED, source_root
 from assistant.chat import load_prompts
 
 package = Path(assistant.__file__).resolve().parent
 assert Path(sys.prefix).resolve() in package.parents, f"assistant imported from {package}, not the venv"
-root = package.parent  # where the code looks for prompts/ and serve runs Chainlit (.chainlit/, public/)
-missing = [name for name in sys.argv[1:] if not (root / name).is_file()]
+assert source_root() == BUNDLED, f"the app files are looked up in {source_root()}, not the wheel's {BUNDLED}"
+def place(name):  # the package's own files in it; the app root's files in its app_files/ copy
+    return package.parent / name if name.startswith("assistant/") else BUNDLED / name
+missing = [name for name in sys.argv[1:] if not place(name).is_file()]
 assert not missing, f"the installed package lacks {len(missing)} data files: {missing[:10]}"
+stray = [n for n in ("prompts", "public", ".chainlit", "chainlit.md") if (package.parent / n).exists()]
+assert not stray, f"the wheel put {stray} at the top level of {package.parent}"
 load_prompts()
-print(f"assistant {package}: {len(sys.argv) - 1} data files and the app root in place")
+print(f"assistant {package}: {len(sys.argv) - 1} data files in place, none outside the package")
 """
 # What the wheel must carry besides modules: the package's data and the app root's files.
 DATA_FILES = ("assistant", "prompts", "public", ".chainlit/config.toml", "chainlit.md", "chainlit_en-US.md")

@@ -22,12 +22,13 @@ from dataclasses import dataclass, field, replace
 from functools import lru_cache
 from pathlib import Path
 
+from assistant.app_files import source_root
 from assistant.chat.citations import strip_citations
 from assistant.chat.llm_tokens import MESSAGE_OVERHEAD, TokenCounter
 from assistant.retrieval.errors import ConfigError
 from assistant.retrieval.types import Hit
 
-PROMPTS_DIR = Path(__file__).resolve().parents[2] / "prompts"
+PROMPTS_DIR = source_root() / "prompts"  # the checkout's prompts/, or the wheel's copy of them
 REQUIRED = {
     "system": (),
     "answer": ("sources", "question"),

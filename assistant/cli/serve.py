@@ -9,6 +9,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+from assistant.app_files import chainlit_root
 from assistant.config import Settings
 from assistant.env import environment
 
@@ -31,14 +32,15 @@ def cmd_serve(settings: Settings, args: argparse.Namespace) -> int:
     if args.headless:
         cmd.append("--headless")
     # A child process, not exec: this one keeps the embedded server's handle until the chat exits.
-    # Chainlit reads .chainlit/ and chainlit.md from the working directory: the repository root.
+    # Chainlit reads .chainlit/, chainlit.md and public/ from its working directory: the repository
+    # root, or for an installed package a folder in the data directory linking to the wheel's copy.
     # The chat reads its settings (and Chainlit its CHAINLIT_* variables) from its environment: it gets
     # this one with this directory's .env layered under it, which is never written into os.environ;
     # with PYTHONPATH led by this package's folder, it imports the same `assistant` as this process.
     env = environment()
     package_root = str(APP_PATH.parent.parent)
     env["PYTHONPATH"] = os.pathsep.join(p for p in (package_root, env.get("PYTHONPATH")) if p)
-    child = subprocess.Popen(cmd, cwd=package_root, env=env)
+    child = subprocess.Popen(cmd, cwd=chainlit_root(settings.data_dir), env=env)
     signal.signal(signal.SIGTERM, lambda *_: child.terminate())  # a stopped `serve` stops the chat too
     try:
         return child.wait()

@@ -16,7 +16,7 @@ from assistant.chat.answer_eval import (
 )
 from assistant.chat.pipeline import ChatPipeline
 from assistant.retrieval.embedders import make_embedder
-from assistant.retrieval.evaluate import EvalInputError
+from assistant.retrieval.question_files import EvalInputError
 from assistant.retrieval.search import Retriever
 from assistant.retrieval.store import Store
 from tests.conftest import ROOT, make_settings

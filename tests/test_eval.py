@@ -15,7 +15,6 @@ from assistant.retrieval.embedders import make_embedder
 from assistant.retrieval.errors import AssistantError, EmbeddingError, QueryError
 from assistant.retrieval.evaluate import (
     DEFAULT_KS,
-    EvalInputError,
     EvalQuestion,
     SourceIndex,
     evaluate,
@@ -23,6 +22,7 @@ from assistant.retrieval.evaluate import (
     load_questions,
     parse_ks,
 )
+from assistant.retrieval.question_files import EvalInputError
 from assistant.retrieval.search import Retriever
 from assistant.retrieval.store import Store
 from tests.conftest import ROOT, make_settings

@@ -18,7 +18,6 @@ nothing and counts as a miss.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -26,7 +25,8 @@ from typing import TYPE_CHECKING, Any
 
 from assistant.chat.events import Answer, Retrieved
 from assistant.retrieval.errors import AssistantError
-from assistant.retrieval.evaluate import EvalInputError, SourceIndex
+from assistant.retrieval.evaluate import SourceIndex
+from assistant.retrieval.question_files import expected_sources, read_questions
 
 if TYPE_CHECKING:
     from assistant.chat.pipeline import ChatPipeline
@@ -102,37 +102,9 @@ class AnswerReport:
 
 
 def load_answer_questions(path: str | Path) -> list[AnswerQuestion]:
-    """Questions and conversations from a JSON Lines file (see the module docstring).
-
-    Every bad line is found before failing; the error names the first few by line number.
-    """
-    try:
-        text = Path(path).read_text(encoding="utf-8-sig")
-    except FileNotFoundError:
-        raise EvalInputError(f"{path}: no such file") from None
-    except IsADirectoryError:
-        raise EvalInputError(f"{path}: is a folder; give a .jsonl file of questions") from None
-    except (OSError, UnicodeDecodeError):
-        raise EvalInputError(f"{path}: cannot read it as UTF-8 text; give a .jsonl file of questions") from None
-    questions: list[AnswerQuestion] = []
-    errors: list[str] = []
-    for n, raw in enumerate(text.splitlines(), 1):
-        line = raw.strip()
-        if not line or line.startswith("#"):
-            continue
-        try:
-            questions.append(_parse(n, json.loads(line)))
-        except json.JSONDecodeError as err:
-            errors.append(f"line {n}: invalid JSON ({err.msg} at column {err.colno})")
-        except ValueError as err:
-            errors.append(f"line {n}: {err}")
-    if errors:
-        more = f" (and {len(errors) - 3} more)" if len(errors) > 3 else ""
-        raise EvalInputError(f"{path} {'; '.join(errors[:3])}{more}")
-    if not questions:
-        raise EvalInputError(f"{path}: no questions; write one JSON object a line, e.g."
-                             ' {"question": "How do I deploy?", "expected": ["deploy.md"]}')
-    return questions
+    """Questions and conversations from a JSON Lines file (see the module docstring), read as
+    `eval` reads its questions (`question_files.read_questions`)."""
+    return read_questions(path, _parse)
 
 
 def _parse(n: int, item: Any) -> AnswerQuestion:
@@ -141,9 +113,7 @@ def _parse(n: int, item: Any) -> AnswerQuestion:
     turns = item.get("turns", [item.get("question", item.get("query"))])
     if not isinstance(turns, list) or not turns or not all(isinstance(t, str) and t.strip() for t in turns):
         raise ValueError('no "question" (a non-empty string) or "turns" (a list of them)')
-    expected = item.get("expected", item.get("expected_sources", item.get("sources", item.get("source"))))
-    if isinstance(expected, str):
-        expected = [expected]
+    expected = expected_sources(item)
     if not isinstance(expected, list) or not expected or not all(isinstance(e, str) and e.strip() for e in expected):
         raise ValueError('no "expected" sources (a file name, path, URL or title, or a list of them)')
     clean = [" ".join(t.split()) for t in turns]

@@ -24,13 +24,13 @@ silently. Stdlib only, besides the retrieval package: imports no chainlit, opena
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import TYPE_CHECKING, Any
 
 from assistant.retrieval.errors import AssistantError, QueryError
+from assistant.retrieval.question_files import expected_sources, read_questions
 
 if TYPE_CHECKING:
     from assistant.retrieval.search import Retriever
@@ -38,14 +38,7 @@ if TYPE_CHECKING:
 DEFAULT_KS = (1, 3, 5, 10)
 EVAL_MODES = ("hybrid", "vector", "text")
 QUESTION_KEYS = ("question", "query")
-EXPECTED_KEYS = ("expected", "expected_sources", "sources", "source")
 KINDS = ("answerable", "off_topic")
-MAX_SHOWN_ERRORS = 3
-
-
-class EvalInputError(QueryError):
-    """The questions file cannot be used as given (the message names the file and line)."""
-
 
 @dataclass(frozen=True)
 class EvalQuestion:
@@ -212,58 +205,9 @@ def parse_ks(raw: Iterable[str] | None) -> tuple[int, ...]:
 
 
 def load_questions(path: str | Path) -> list[EvalQuestion]:
-    """Read a JSON Lines file (or one JSON array) of {"question", "expected"} objects.
-
-    Blank lines and lines starting with `#` are skipped. Every bad line is found before failing,
-    and the error names the first few by line number.
-    """
-    p = Path(path)
-    try:
-        text = p.read_text(encoding="utf-8-sig")
-    except FileNotFoundError:
-        raise EvalInputError(f"{path}: no such file") from None
-    except IsADirectoryError:
-        raise EvalInputError(f"{path}: is a folder; give a .jsonl file of questions") from None
-    except UnicodeDecodeError:
-        raise EvalInputError(f"{path}: not UTF-8 text; give a .jsonl file of questions") from None
-    except OSError as err:
-        raise EvalInputError(f"{path}: cannot read ({err.strerror})") from None
-    if text.lstrip().startswith("["):
-        try:
-            items = json.loads(text)
-        except json.JSONDecodeError as err:
-            raise EvalInputError(f"{path} line {err.lineno}: invalid JSON ({err.msg})") from None
-        entries: list[tuple[int, Any]] = [(i, item) for i, item in enumerate(items, 1)]
-        where = "item"
-    else:
-        entries, where = [], "line"
-        errors: list[str] = []
-        for n, raw in enumerate(text.splitlines(), 1):
-            line = raw.strip()
-            if not line or line.startswith("#"):
-                continue
-            try:
-                entries.append((n, json.loads(line)))
-            except json.JSONDecodeError as err:
-                errors.append(f"line {n}: invalid JSON ({err.msg} at column {err.colno})")
-        _raise_if(errors, path)
-    questions, errors = [], []
-    for n, item in entries:
-        try:
-            questions.append(_question(n, item))
-        except ValueError as err:
-            errors.append(f"{where} {n}: {err}")
-    _raise_if(errors, path)
-    if not questions:
-        raise EvalInputError(f"{path}: no questions; write one JSON object a line, e.g."
-                             ' {"question": "How do I deploy?", "expected": ["deploy.md"]}')
-    return questions
-
-
-def _raise_if(errors: Sequence[str], path: str | Path) -> None:
-    if errors:
-        more = f" (and {len(errors) - MAX_SHOWN_ERRORS} more)" if len(errors) > MAX_SHOWN_ERRORS else ""
-        raise EvalInputError(f"{path} {'; '.join(errors[:MAX_SHOWN_ERRORS])}{more}")
+    """Read a JSON Lines file (or one JSON array) of {"question", "expected"} objects
+    (`question_files.read_questions`: every bad line found before failing)."""
+    return read_questions(path, _question)
 
 
 def _question(n: int, item: Any) -> EvalQuestion:
@@ -278,9 +222,7 @@ def _question(n: int, item: Any) -> EvalQuestion:
     lang = item.get("lang")
     if lang is not None and (not isinstance(lang, str) or not lang.strip()):
         raise ValueError('"lang" must be a language code such as "en" or "de"')
-    expected = next((item[k] for k in EXPECTED_KEYS if k in item), None)
-    if isinstance(expected, str):
-        expected = [expected]
+    expected = expected_sources(item)
     if kind == "off_topic":
         if expected not in (None, []):
             raise ValueError('an "off_topic" question has no expected sources; write "expected": []')

@@ -7,9 +7,7 @@ import re
 import pytest
 
 from assistant.chat.events import Answer
-from assistant.retrieval.errors import QueryError
-from assistant.retrieval.types import Hit, SearchResult
-from assistant.ui.markdown import (
+from assistant.chat.markdown import (
     WORD_JOINER,
     escape_inline,
     guard_refs_in_code,
@@ -18,6 +16,8 @@ from assistant.ui.markdown import (
     literal_markdown,
     safe_url,
 )
+from assistant.retrieval.errors import QueryError
+from assistant.retrieval.types import Hit, SearchResult
 from assistant.ui.options import SearchOptions, parse_filter_text, search_options
 from assistant.ui.retrieval_view import retrieval_markdown, step_title
 from assistant.ui.sources import (

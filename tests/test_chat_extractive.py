@@ -11,8 +11,8 @@ from assistant.chat.extractive import (
     extractive_answer,
     split_sentences,
 )
+from assistant.chat.markdown import WORD_JOINER
 from assistant.retrieval.types import Hit
-from assistant.ui.markdown import WORD_JOINER
 
 START = """The shortest way to start is:
 

@@ -23,9 +23,7 @@ import re
 from dataclasses import dataclass, field
 
 from assistant.chat.blocks import Block, plain_text, split_blocks, without_link_targets
-from assistant.retrieval.markdown_syntax import FENCE_LINE
-from assistant.retrieval.types import Hit
-from assistant.ui.markdown import (
+from assistant.chat.markdown import (
     code_block,
     escape_inline,
     guard_refs_in_code,
@@ -33,6 +31,8 @@ from assistant.ui.markdown import (
     is_table,
     literal_table,
 )
+from assistant.retrieval.markdown_syntax import FENCE_LINE
+from assistant.retrieval.types import Hit
 
 _LABEL = "*Retrieval-only answer ({why}): the most relevant passages from your documents.*"
 LABEL_NO_LLM = _LABEL.format(why="no language model configured")

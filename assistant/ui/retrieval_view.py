@@ -7,8 +7,8 @@ taken, and whether search ran degraded (full-text only, because the embedder was
 
 from __future__ import annotations
 
+from assistant.chat.markdown import escape_inline
 from assistant.retrieval.types import SearchResult
-from assistant.ui.markdown import escape_inline
 from assistant.ui.sources import section_path, short_source
 
 MODE_LABELS = {"hybrid": "hybrid (vectors + full-text)", "vector": "vector only", "text": "full-text only"}

@@ -14,9 +14,9 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from assistant.chat.events import Answer
+from assistant.chat.markdown import answer_text, close_fences, escape_inline, link, literal_markdown, quote, safe_url
 from assistant.originals import original_link
 from assistant.retrieval.types import Hit
-from assistant.ui.markdown import answer_text, close_fences, escape_inline, link, literal_markdown, quote, safe_url
 
 SOURCE_TEXT_LIMIT = 2000  # characters of a passage kept in message metadata (feedback records)
 

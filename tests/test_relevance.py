@@ -169,6 +169,23 @@ def test_on_and_off_topic_questions_on_the_sample_corpus(retriever):
     assert Store.status(retriever.store)["relevance"]["current"] is True
 
 
+@pytest.mark.parametrize(("question", "relevant"), [
+    # the English guide answers these, asked in French and Spanish: kept although their cosine
+    # to English passages is lower than an English question's
+    ("Comment intégrer le chat comme widget dans mon propre site web ?", True),
+    ("¿Cómo despliego el asistente en el plan gratuito de Render?", True),
+    # off-topic in the same languages: not relevant (no word of theirs is known to the documents,
+    # so only the vectors judge them)
+    ("Comment réparer un pneu de vélo crevé ?", False),
+    ("¿Cuál es la capital de Noruega?", False),
+])
+@pytest.mark.slow
+def test_questions_in_another_language_than_the_documents(retriever, question, relevant):
+    result = retriever.search(question)
+    assert result.relevant is relevant, result.relevance_reason
+    assert result.relevance_reason and "\n" not in result.relevance_reason
+
+
 @pytest.mark.parametrize("question", [
     "the of and is to a",  # stop words only
     "?!? ... ---",  # punctuation only
@@ -183,6 +200,7 @@ def test_on_and_off_topic_questions_on_the_sample_corpus(retriever):
 def test_bad_questions_give_results_or_a_reason(retriever, question, mode):
     result = retriever.search(question, mode=mode)
     assert result.relevant in (True, False) and result.relevance_reason
+    assert "\n" not in result.relevance_reason  # one line, for `search --json` and the chat
     if not result.hits:
         assert result.relevant is False
     json.dumps(result.to_dict())

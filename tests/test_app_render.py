@@ -7,7 +7,7 @@ import re
 import pytest
 
 from assistant.chat.events import Answer
-from assistant.chat.markdown import (
+from assistant.literal_markdown import (
     WORD_JOINER,
     escape_inline,
     guard_refs_in_code,

@@ -11,7 +11,7 @@ from assistant.chat.extractive import (
     extractive_answer,
     split_sentences,
 )
-from assistant.chat.markdown import WORD_JOINER
+from assistant.literal_markdown import WORD_JOINER
 from assistant.retrieval.types import Hit
 
 START = """The shortest way to start is:

@@ -23,7 +23,7 @@ import re
 from dataclasses import dataclass, field
 
 from assistant.chat.blocks import Block, plain_text, split_blocks, without_link_targets
-from assistant.chat.markdown import (
+from assistant.literal_markdown import (
     code_block,
     escape_inline,
     guard_refs_in_code,
@@ -31,7 +31,7 @@ from assistant.chat.markdown import (
     is_table,
     literal_table,
 )
-from assistant.retrieval.markdown_syntax import FENCE_LINE
+from assistant.markdown_syntax import FENCE_LINE
 from assistant.retrieval.types import Hit
 
 _LABEL = "*Retrieval-only answer ({why}): the most relevant passages from your documents.*"

@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 import chainlit as cl
 from chainlit.context import context
 
-from assistant.chat.markdown import escape_inline, link
+from assistant.literal_markdown import escape_inline, link
 from assistant.originals import original_path, session_base_url
 from assistant.retrieval.errors import AssistantError, DatabaseError
 from assistant.ui.upload_chat import current_user

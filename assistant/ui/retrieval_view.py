@@ -7,7 +7,7 @@ taken, and whether search ran degraded (full-text only, because the embedder was
 
 from __future__ import annotations
 
-from assistant.chat.markdown import escape_inline
+from assistant.literal_markdown import escape_inline
 from assistant.retrieval.types import SearchResult
 from assistant.ui.sources import section_path, short_source
 

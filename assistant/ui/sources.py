@@ -14,7 +14,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from assistant.chat.events import Answer
-from assistant.chat.markdown import answer_text, close_fences, escape_inline, link, literal_markdown, quote, safe_url
+from assistant.literal_markdown import answer_text, close_fences, escape_inline, link, literal_markdown, quote, safe_url
 from assistant.originals import original_link
 from assistant.retrieval.types import Hit
 

@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 import chainlit as cl
 from chainlit.context import context
 
-from assistant.chat.markdown import escape_inline
+from assistant.literal_markdown import escape_inline
 from assistant.retrieval.errors import AssistantError, DatabaseError
 from assistant.ui.uploads import (
     UploadOutcome,

@@ -21,11 +21,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from types import ModuleType
 
+from assistant.markdown_syntax import fence_code
 from assistant.retrieval.errors import IngestError
 from assistant.retrieval.loaders import html, markdown, pdf, text
 from assistant.retrieval.loaders.document import MAX_TITLE_CHARS
 from assistant.retrieval.loaders.html import load_html
-from assistant.retrieval.markdown_syntax import fence_code
 from assistant.retrieval.types import LoadedDocument
 
 __all__ = ["FORMATS", "MAX_TITLE_CHARS", "SUPPORTED_SUFFIXES", "Format", "fence_code", "load_file", "load_html"]

@@ -13,7 +13,7 @@ from collections.abc import Callable
 from html.parser import HTMLParser
 from typing import Any
 
-from assistant.retrieval.markdown_syntax import fence_code
+from assistant.markdown_syntax import fence_code
 from assistant.retrieval.types import Block, BlockKind
 
 _DROP_TAGS = frozenset({"script", "style", "nav", "header", "footer", "aside", "noscript", "form", "svg", "template"})

@@ -10,9 +10,9 @@ import re
 from pathlib import Path
 from typing import Any
 
+from assistant.markdown_syntax import FENCE_LINE, fence_code
 from assistant.retrieval.loaders.decode import decode, with_encoding
 from assistant.retrieval.loaders.document import new_doc
-from assistant.retrieval.markdown_syntax import FENCE_LINE, fence_code
 from assistant.retrieval.types import Block, LoadedDocument
 
 KIND = "md"  # the document's `type` metadata (a search filter)

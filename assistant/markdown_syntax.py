@@ -1,7 +1,7 @@
 """Markdown syntax shared by the loaders (which write Markdown into chunks) and the chat (which reads
 it back out of them): one definition, so both sides agree on what a code fence is.
 
-Standard library only; the chat may import this module, this module imports nothing of the chat.
+Standard library only, at the foundation: the loaders, the chat and the UI all import it.
 """
 
 from __future__ import annotations

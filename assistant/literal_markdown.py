@@ -5,6 +5,9 @@ document may contain `<script>`, `[links](javascript:...)`, `:::directives`, tab
 fences; none of that may execute or break the layout. Prose is therefore backslash-escaped (in
 CommonMark every ASCII punctuation character can be escaped, so nothing in it is syntax any more)
 and code keeps its shape inside a fence longer than any backtick run it contains.
+
+At the foundation (stdlib only) because both the retrieval-only answers (chat) and the UI write
+with it, and loading it must not load the chat stack before the port opens.
 """
 
 from __future__ import annotations
@@ -13,7 +16,7 @@ import re
 import string
 from urllib.parse import urlsplit
 
-from assistant.retrieval.markdown_syntax import FENCE_LINE, backtick_fence
+from assistant.markdown_syntax import FENCE_LINE, backtick_fence
 
 _PUNCT = frozenset(string.punctuation)
 _BACKTICKS = re.compile(r"`+")

@@ -105,7 +105,7 @@ PROBES: tuple[str, ...] = (
     "Qual è la ricetta della carbonara?",
     "Quando è nato Leonardo da Vinci?",
     "Como faço para plantar tomates em vasos?",
-    "Qual é a capital da Austrália?",
+    "Qual é a melhor época para visitar Lisboa?",
     "Hoe laat gaat de supermarkt open?",
     "Jak ugotować zupę pomidorową?",
     "Как приготовить борщ?",

@@ -149,6 +149,41 @@ def test_migration_backfills_an_existing_database(settings):
         store.close()
 
 
+def test_dotted_names_are_matched_by_their_words(store):
+    """`threading.RLock` in a question finds a section that says `RLock`, and `Lock` finds `threading.Lock`
+    (the PostgreSQL parser would keep each dotted name as one lexeme no other spelling matches); a dot
+    between digits stays part of the number."""
+    texts = ["class threading.Lock is the primitive lock", "an RLock may be acquired again by its owner",
+             "join paths with os.path.join, new in version 3.11"]
+    _write(store, "/kb/t.md", texts)
+    assert texts[1] in [h.text for h in store.text_search("threading.RLock", 5)]
+    assert store.text_search("Lock", 5)[0].text == texts[0]
+    assert store.text_search("how do I join a path", 5)[0].text == texts[2]
+    with store.connection() as conn:
+        assert {"threading", "lock", "os", "path", "join"} <= set(kept(conn)[0])
+        assert [w for w in kept(conn)[0] if "." in w] == ["3.11"]  # a number stays one word
+
+
+def test_migration_splits_dotted_names_of_an_existing_database(settings):
+    """A database indexed before dotted names were split (schema version 2) is re-indexed and recounted."""
+    with psycopg.connect(settings.database_url, autocommit=True) as conn:
+        conn.execute("CREATE EXTENSION IF NOT EXISTS vector")
+        migrate(conn, "retrieval", schema_steps(384, "simple")[:2])
+        doc = conn.execute("INSERT INTO documents (source, title, content_hash) VALUES ('/old.md', 'Old', 'h')"
+                           " RETURNING id").fetchone()[0]
+        conn.execute("INSERT INTO chunks (document_id, ordinal, text, token_count, embedding)"
+                     " VALUES (%s, 0, 'call os.path.join', 2, %s::vector)", (doc, str(_vectors(1)[0].tolist())))
+        assert kept(conn)[0].get("os.path.join") == 1
+    store = Store.open(settings, announce=False)
+    try:
+        with store.connection() as conn:
+            assert kept(conn) == recount(conn)
+            assert "os.path.join" not in kept(conn)[0] and kept(conn)[0]["join"] == 1
+        assert store.text_search("join", 5)[0].text == "call os.path.join"
+    finally:
+        store.close()
+
+
 def test_text_search_config_change_recounts(settings):
     import dataclasses
 

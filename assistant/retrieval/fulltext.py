@@ -125,6 +125,21 @@ UPDATE fulltext_stats SET chunks = c.n, total_length = c.len, version = version 
 """
 
 
+# Dots and slashes next to a letter, which the PostgreSQL parser reads as gluing words into one
+# "host" or "file" token: `threading.Lock`, `os.path.join` and `/usr/bin/python` would each be a
+# single lexeme, so a question naming `threading.Lock` could not match a section that says `Lock`,
+# nor `RLock` match `threading.RLock` (a quarter of docs-python's distinct lexemes were such
+# compounds). Both the chunks' and the question's text are split there before parsing, so a dotted
+# name counts as its words. A dot between digits is kept: `0.05` and `3.11` stay one number.
+WORD_GLUE = "(?<=[[:alpha:]_])[./]|[./](?=[[:alpha:]_])"
+
+
+def tsvector_sql(text: sql.Composable, ts_config: str) -> sql.Composable:
+    """The tsvector of `text` (a column or a parameter) as chunks and questions are both parsed."""
+    return sql.SQL("to_tsvector({cfg}::regconfig, regexp_replace({text}, {glue}, ' ', 'g'))").format(
+        cfg=sql.Literal(ts_config), text=text, glue=sql.Literal(WORD_GLUE))
+
+
 def schema_sql() -> sql.Composable:
     """Tables, trigger functions and triggers, then a full count (the migration's backfill)."""
     lock = sql.Literal(FULLTEXT_LOCK_KEY)
@@ -211,11 +226,11 @@ def query_terms(cur: psycopg.Cursor, text: str, ts_config: str) -> QueryTerms:
     """The distinct lexemes of `text` (as the chunks' configuration makes them) with their statistics."""
     rows = cur.execute(sql.SQL("""
         SELECT q.w, coalesce(t.df, 0) AS df, s.chunks, s.total_length
-        FROM (SELECT DISTINCT w FROM unnest(tsvector_to_array(to_tsvector({cfg}::regconfig, %(t)s))) w) q(w)
+        FROM (SELECT DISTINCT w FROM unnest(tsvector_to_array({tsv})) w) q(w)
         LEFT JOIN fulltext_terms t ON t.lexeme = q.w
         CROSS JOIN fulltext_stats s
         ORDER BY q.w
-    """).format(cfg=sql.Literal(ts_config)), {"t": text}).fetchall()
+    """).format(tsv=tsvector_sql(sql.SQL("%(t)s"), ts_config)), {"t": text}).fetchall()
     if not rows:
         return QueryTerms((), (), (), 0, 0.0)
     n, total = int(_col(rows[0], 2)), int(_col(rows[0], 3))

@@ -67,20 +67,21 @@ def schema_steps(dim: int, ts_config: str) -> list[Any]:
         """).format(dim=sql.Literal(dim), cfg=cfg, m=sql.Literal(HNSW_M), efc=sql.Literal(HNSW_EF_CONSTRUCTION)),
         # 2: Okapi BM25 statistics kept by triggers, backfilled from the chunks already stored
         fulltext.schema_sql(),
+        # 3: dotted names (`threading.Lock`) indexed as their words (fulltext.WORD_GLUE), statistics recounted
+        retext_sql(ts_config),
     ]
 
 
 def retext_sql(ts_config: str) -> sql.Composable:
     """Regenerate the tsvector column for another text search configuration."""
-    cfg = sql.Literal(ts_config)
     return sql.SQL("""
         DROP INDEX IF EXISTS chunks_tsv;
         ALTER TABLE chunks DROP COLUMN tsv;
         ALTER TABLE chunks ADD COLUMN tsv tsvector GENERATED ALWAYS AS (
-            setweight(to_tsvector({cfg}::regconfig, context), 'A') ||
-            setweight(to_tsvector({cfg}::regconfig, text), 'B')) STORED;
+            setweight({context}, 'A') || setweight({text}, 'B')) STORED;
         CREATE INDEX chunks_tsv ON chunks USING gin (tsv);
-    """).format(cfg=cfg) + fulltext.recount_sql()
+    """).format(context=fulltext.tsvector_sql(sql.SQL("context"), ts_config),
+                text=fulltext.tsvector_sql(sql.SQL("text"), ts_config)) + fulltext.recount_sql()
 
 
 def enable_pgvector(conn: psycopg.Connection, location: DatabaseLocation) -> None:

@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from assistant.retrieval import fulltext, relevance
+from assistant.retrieval import relevance
 from assistant.retrieval.errors import CircuitOpenError, EmbeddingError, QueryError
 from assistant.retrieval.filters import Filters, parse_filters
 from assistant.retrieval.sanitize import storable
@@ -199,12 +199,6 @@ class Retriever:
                 text = cut
         return _Query(text, k, mode, parse_filters(filters), notices)
 
-    def _word_shares(self, text: str) -> tuple[float, float]:
-        """(unknown_share, known_share) of the question's words on this corpus, for the relevance decision."""
-        with self.store.connection() as conn, conn.cursor() as cur:
-            terms = fulltext.query_terms(cur, text, self.settings.text_search_config)
-        return terms.unknown_share, terms.known_share
-
     def _pool_size(self, k: int) -> int:
         return max(4 * k, 40)
 
@@ -237,8 +231,12 @@ class Retriever:
         pool = self._pool_size(k)
         vec_hits: list[Hit] = []
         txt_hits: list[Hit] = []
+        # The question's words and their statistics: full-text ranks with them and the calibrated
+        # relevance decision weighs how many the corpus knows, so they are looked up once.
+        needs_terms = degraded or mode != "vector" or self.settings.min_similarity is None
+        terms = self.store.query_terms(text) if needs_terms else None
         if degraded or mode == "text":
-            txt_hits = self.store.text_search(text, pool, flt)
+            txt_hits = self.store.text_search(text, pool, flt, terms=terms)
             hits = txt_hits[:k]
             for hit in hits:
                 hit.rank, hit.score = hit.text_rank or 0, hit.text_score or 0.0
@@ -249,14 +247,15 @@ class Retriever:
                 hit.rank, hit.score = hit.vector_rank or 0, hit.similarity or 0.0
         else:
             vec_hits = self.store.vector_search(vector, pool, flt)
-            txt_hits = self.store.text_search(text, pool, flt, vector=vector)
+            txt_hits = self.store.text_search(text, pool, flt, vector=vector, terms=terms)
             hits = fuse_units([(vec_hits, 1.0), (txt_hits, text_weight(txt_hits))], k, self.settings.rrf_k)
         timings["search_ms"] = (time.perf_counter() - t0) * 1000
         t0 = time.perf_counter()
         calibration, words = None, None
         if vec_hits and self.settings.min_similarity is None:
             calibration = self.calibrator.get()
-            words = self._word_shares(text)
+            assert terms is not None  # looked up above whenever the calibrated decision runs
+            words = terms.unknown_share, terms.known_share
         decision = relevance.decide(calibration, vec_hits, txt_hits, min_similarity=self.settings.min_similarity,
                                     degraded=degraded, words=words)
         timings["relevance_ms"] = (time.perf_counter() - t0) * 1000

@@ -234,11 +234,16 @@ class Store:
             return store_search.vector_search(conn, self.settings, vector, k, filters)
 
     def text_search(self, text: str, k: int, filters: Filters | None = None,
-                    vector: np.ndarray | None = None) -> list[Hit]:
+                    vector: np.ndarray | None = None, terms: fulltext.QueryTerms | None = None) -> list[Hit]:
         """Full-text hits ranked by Okapi BM25, with cosine similarities given `vector`
         (`store_search.text_search`)."""
         with self.connection() as conn:
-            return store_search.text_search(conn, self.settings, text, k, filters, vector)
+            return store_search.text_search(conn, self.settings, text, k, filters, vector, terms)
+
+    def query_terms(self, text: str) -> fulltext.QueryTerms:
+        """The question's lexemes with their corpus statistics (`fulltext.query_terms`)."""
+        with self.connection() as conn, conn.cursor() as cur:
+            return fulltext.query_terms(cur, text, self.settings.text_search_config)
 
     def get_meta(self, key: str) -> str | None:
         with self.connection() as conn:

@@ -72,18 +72,20 @@ def vector_search(conn: psycopg.Connection, settings: Settings, vector: np.ndarr
 
 
 def text_search(conn: psycopg.Connection, settings: Settings, text: str, k: int, filters: Filters | None = None,
-                vector: np.ndarray | None = None) -> list[Hit]:
+                vector: np.ndarray | None = None, terms: fulltext.QueryTerms | None = None) -> list[Hit]:
     """Full-text hits ranked by Okapi BM25 (see assistant/retrieval/fulltext.py).
 
     Each hit also says which share of the question's IDF mass it matched (`text_matched`):
     a question in another language than the documents matches little, whatever the rank.
-    With `vector`, each hit also gets its cosine similarity (for relevance decisions).
+    With `vector`, each hit also gets its cosine similarity (for relevance decisions). `terms`:
+    the question's `fulltext.query_terms` when the caller has them already (not looked up again).
     """
     where, params = compile_filters(filters or Filters())
     sim = sql.SQL("1 - (c.embedding <=> %(v)s)") if vector is not None else sql.SQL("NULL::float8")
     with conn.cursor(row_factory=dict_row) as cur:
         limit_search_time(cur)  # not autocommit: holds until this transaction ends
-        terms = fulltext.query_terms(cur, text, settings.text_search_config)
+        if terms is None:
+            terms = fulltext.query_terms(cur, text, settings.text_search_config)
         candidates = terms.candidate_words()
         if not candidates:
             return []
